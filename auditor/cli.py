@@ -1,0 +1,301 @@
+"""The command line: parses options, calls the pipeline, and turns errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from auditor import __version__
+from auditor.errors import AuditorError, SuiteError, UsageError
+
+ARCHIVE = click.option(
+    "--archive", type=click.Path(file_okay=False, path_type=Path), default=Path("audits"), show_default=True,
+    envvar="AUDITOR_ARCHIVE", help="Archive folder holding the runs.",
+)
+
+
+class Failure(click.ClickException):
+    """An AuditorError on its way out: one line per issue on stderr, the error's exit code."""
+
+    def __init__(self, error: AuditorError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        for line in self.message.splitlines() or ["failed"]:
+            click.echo(f"error: {line}", err=True)
+
+
+class AuditorGroup(click.Group):
+    """The command group; the one place where library errors become messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AuditorError as exc:
+            raise Failure(exc) from None
+
+
+@click.group(cls=AuditorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="auditor")
+def cli() -> None:
+    """auditor: declarative audit reports for large language models."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check suite and targets files; print every issue with file, line and JSON pointer."""
+    from auditor.jsonfile import read
+    from auditor.suite import detect_kind, load_suite, load_targets
+
+    issues = []
+    for path in files:
+        try:
+            data, _ = read(path)
+            kind = detect_kind(data)
+            if kind == "suite":
+                suite = load_suite(path)
+                measured = sum(len(c.probes) for c in suite.challenges)
+                click.echo(f"{path}: valid suite '{suite.id}' {suite.version}: {len(suite.challenges)} challenges, {measured} probes, {len(suite.policies)} policies")
+            else:
+                targets = load_targets(path)
+                click.echo(f"{path}: valid targets file: {', '.join(t.name for t in targets)}")
+        except SuiteError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise SuiteError(issues)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["suite", "targets"]))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of suites or targets files."""
+    from auditor.jsonfile import schema as load
+
+    click.echo(json.dumps(load(kind), indent=2))
+
+
+def _targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[Any]:
+    from auditor.pipeline import load_run_targets
+    from auditor.suite import check_target_entries, parse_target_option
+
+    entries = [parse_target_option(t) for t in target_opts if "=" in t]
+    names = [t for t in target_opts if "=" not in t]
+    built = check_target_entries(entries, "--target") if entries else []
+    return load_run_targets(targets_file, built, names)
+
+
+class _Progress:
+    """Plain periodic progress lines on standard error (every 10 s, and at the end)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.last = 0.0
+
+    def __call__(self, tallies: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        t = time.monotonic()
+        finished = all(x.done >= x.total for x in tallies.values())
+        if t - self.last < 10 and not finished:
+            return
+        self.last = t
+        for name, x in tallies.items():
+            rate = x.done / max(1e-9, t - x.started)
+            eta = (x.total - x.done) / rate if rate > 0 else 0
+            click.echo(
+                f"[{name}] {x.done}/{x.total} done, {rate:.1f}/s, eta {eta:.0f}s, "
+                f"{x.errors} errors, {x.retries} retries, {x.prompt_tokens + x.completion_tokens} tokens",
+                err=True,
+            )
+
+
+def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool) -> None:
+    from auditor import analyse, pipeline
+
+    pipeline.grade_run(run)
+    report = pipeline.report(archive, run)
+    if as_json:
+        click.echo(analyse.dumps(analyse.summary_json(report)))
+        return
+    if not quiet:
+        for v in report.verdicts:
+            click.echo(f"{v.target:24} {v.policy.id:28} {v.decision}")
+    click.echo(run.run_id)
+
+
+@cli.command()
+@click.argument("suite", type=click.Path(path_type=Path), required=False)
+@click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
+@click.option("--target", "target_opts", multiple=True,
+              help="A target name from the targets file, or name=...,base_url=...,model=...[,api_key_env=VAR]. Repeatable.")
+@click.option("--resume", "resume", metavar="RUN", help="Send only the missing requests of an earlier run.")
+@click.option("--label", help="A free-text label stored with the run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for retry jitter.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@ARCHIVE
+def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, ...], resume: str | None,
+        label: str | None, seed: int, as_json: bool, quiet: bool, archive: Path) -> None:
+    """Run SUITE against the targets, store every response, grade, and print the run id."""
+    from auditor import pipeline
+    from auditor.store import Archive
+
+    if resume:
+        run_dir = Archive(archive).run(resume)
+    else:
+        if suite is None:
+            raise UsageError("give a SUITE file (or --resume RUN)")
+        targets = _targets(targets_file, target_opts)
+        run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed))
+    _execute(run_dir, quiet)
+    _finish_run(archive, run_dir, as_json, quiet)
+
+
+def _execute(run_dir: Any, quiet: bool) -> None:
+    from auditor import pipeline
+
+    try:
+        pipeline.execute_run(run_dir, _Progress(quiet))
+    except KeyboardInterrupt:
+        raise AuditorError(f"interrupted; completed results are kept. Resume with: auditor run --resume {run_dir.run_id}") from None
+    except AuditorError as exc:
+        raise type(exc)(f"{exc}; run {run_dir.run_id} kept, resume with: auditor run --resume {run_dir.run_id}") from None
+
+
+@cli.command()
+@click.argument("run_id", default="latest")
+@click.option("--suite", "suite_path", type=click.Path(path_type=Path), help="Grade with this suite file instead of the run's copy.")
+@ARCHIVE
+def grade(run_id: str, suite_path: Path | None, archive: Path) -> None:
+    """Re-grade a run's stored responses (no model is called)."""
+    from collections import Counter
+
+    from auditor import pipeline
+    from auditor.store import Archive
+
+    run_dir = Archive(archive).run(run_id)
+    rows = pipeline.grade_run(run_dir, suite_path)
+    counts = Counter(r["outcome"] for r in rows)
+    click.echo(f"{run_dir.run_id}: {len(rows)} graded: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error")
+
+
+@cli.command()
+@click.argument("run_id", default="latest")
+@click.option("--format", "formats", default="html,pdf", show_default=True, help="Comma-separated: html, pdf.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--templates", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Use these templates instead of the bundled ones.")
+@ARCHIVE
+def report(run_id: str, formats: str, out: Path, templates: Path | None, archive: Path) -> None:
+    """Render a run's report as HTML and/or PDF (no model is called)."""
+    from auditor import pipeline
+    from auditor.store import Archive
+
+    wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in ("html", "pdf")]
+    if bad or not wanted:
+        raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf or html,pdf")
+    run_dir = Archive(archive).run(run_id)
+    for path in pipeline.write_report(archive, run_dir, out, wanted, templates):
+        click.echo(str(path))
+
+
+@cli.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@ARCHIVE
+def query(sql: str, fmt: str, archive: Path) -> None:
+    """Run SQL over the archive's views: runs, responses, grades."""
+    import duckdb
+
+    from auditor.store import connect
+
+    con = connect(archive)
+    try:
+        cur = con.execute(sql)
+    except duckdb.Error as exc:
+        raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+    if cur.description is None:
+        return
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    click.echo(_format_rows(names, rows, fmt), nl=False)
+
+
+def _format_rows(names: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(names, r)) for r in rows], indent=2, default=str, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+        return buf.getvalue()
+    cells = [[("" if v is None else str(v)).replace("\n", " ") for v in r] for r in rows]
+    widths = [min(60, max([len(n)] + [len(c[i]) for c in cells])) for i, n in enumerate(names)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join((v if len(v) <= w else v[: w - 1] + "…").ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    out = [line(names), line(["-" * w for w in widths])] + [line(c) for c in cells]
+    return "\n".join(out) + f"\n({len(rows)} rows)\n"
+
+
+@cli.command()
+@ARCHIVE
+def runs(archive: Path) -> None:
+    """List runs with status and headline figures."""
+    from auditor.store import connect, read_rows
+
+    con = connect(archive)
+    rows = read_rows(
+        con,
+        "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, array_to_string(r.targets, ', ') AS targets, "
+        "r.planned_items AS planned, count(g.item_id) AS graded, count(*) FILTER (g.outcome = 'pass') AS passed, "
+        "count(*) FILTER (g.outcome = 'fail') AS failed, count(*) FILTER (g.outcome = 'error') AS errored, r.started_at "
+        "FROM runs r LEFT JOIN grades g USING (run_id) GROUP BY ALL ORDER BY r.run_id",
+    )
+    if not rows:
+        click.echo(f"no runs in {archive}")
+        return
+    names = list(rows[0])
+    click.echo(_format_rows(names, [tuple(r.values()) for r in rows], "table"), nl=False)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option("--suite", "suite_path", type=click.Path(path_type=Path), help="Suite to run (default: the bundled sixteen-challenges suite).")
+@click.option("--quiet", is_flag=True)
+@ARCHIVE
+def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None:
+    """Audit the embedded SmolLM2 model, as is and behind a safety prompt, and write one HTML and PDF report."""
+    from auditor import pipeline
+    from auditor.resources import data_dir
+    from auditor.suite import load_targets
+
+    suites = data_dir("suites")
+    targets = load_targets(suites / "embedded-targets.json")
+    suite = suite_path or suites / "sixteen-challenges.json"
+    click.echo(f"auditing {', '.join(t.name for t in targets)} with {suite.name} (archive {archive})", err=True)
+    run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, "demo"))
+    _execute(run_dir, quiet)
+    pipeline.grade_run(run_dir)
+    report_obj = pipeline.report(archive, run_dir)
+    from auditor import render
+
+    for v in report_obj.verdicts:
+        click.echo(f"{v.target:24} {v.policy.id:28} {v.decision}")
+    for path in render.write(report_obj, out, ["html", "pdf"]):
+        click.echo(str(path))
+
+
+def main() -> None:
+    """Run the command line."""
+    cli(prog_name="auditor")

@@ -1,0 +1,259 @@
+"""Sends work items to OpenAI-compatible endpoints: bounded concurrency, timeouts, retries.
+
+One event loop; per target a fixed pool of workers (its concurrency limit) pulls items from a
+shared iterator, so memory stays flat however large the plan. Every outcome, success or final
+error, is handed to `on_result` as it arrives, so the caller stores it before anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditor.errors import EndpointError
+from auditor.records import Completion, Target, WorkItem
+from auditor.store import now
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A target with the URL and key to reach it (the key is never stored)."""
+
+    target: Target
+    url: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong with one attempt, reduced to what the retry decision needs."""
+
+    kind: str  # status | timeout | connection | malformed | empty
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to retry a failed attempt, after how long, and the error class if not."""
+
+    retry: bool
+    wait_s: float
+    error_class: str
+
+
+_STATUS_CLASS = {400: "bad_request", 401: "auth_error", 403: "auth_error", 404: "not_found", 422: "bad_request"}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def _duration(text: str) -> float | None:
+    """Parse x-ratelimit-reset style durations such as '1s', '6m0s', '20ms'."""
+    parts = _DURATION.findall(text)
+    if not parts:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def server_wait(headers: Mapping[str, str]) -> float | None:
+    """The wait the server asked for: retry-after-ms, Retry-After (seconds or date), x-ratelimit-reset-*."""
+    h = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in h:
+        try:
+            return max(0.0, float(h["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    if "retry-after" in h:
+        value = h["retry-after"].strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value) if value else None
+            if when is not None:
+                return max(0.0, when.timestamp() - time.time())
+    resets = [_duration(h[k]) for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens") if k in h]
+    waits = [w for w in resets if w is not None]
+    return max(waits) if waits else None
+
+
+def classify(failure: Failure, attempt: int, max_retries: int, jitter: float) -> Decision:
+    """Decide retry and wait for a failed attempt (attempt counts from 1; jitter in [0, 1)).
+
+    Retried: timeouts, dropped connections, malformed or empty answers, 408, 409, 429 and 5xx.
+    Not retried: other 4xx (bad request, auth, unknown model), which would fail the same way again.
+    The wait honours what the server asked for, else backs off exponentially with jitter, at most 60 s.
+    """
+    if failure.kind == "status":
+        status = failure.status or 0
+        if status == 429:
+            error_class = "rate_limited"
+        elif status >= 500:
+            error_class = "server_error"
+        elif status in (408, 409):
+            error_class = "timeout" if status == 408 else "conflict"
+        else:
+            return Decision(False, 0.0, _STATUS_CLASS.get(status, "client_error"))
+    else:
+        error_class = {
+            "timeout": "timeout",
+            "connection": "connection_error",
+            "malformed": "malformed_response",
+            "empty": "empty_response",
+        }.get(failure.kind, "unknown_error")
+    if attempt > max_retries:
+        return Decision(False, 0.0, error_class)
+    asked = server_wait(failure.headers)
+    backoff = min(60.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + jitter)
+    return Decision(True, min(60.0, asked) if asked is not None else backoff, error_class)
+
+
+def _failure(exc: BaseException) -> Failure:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return Failure("timeout", message="request timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return Failure("connection", message=f"{type(cause).__name__}: {cause}"[:300])
+    if isinstance(exc, openai.APIStatusError):
+        return Failure("status", exc.status_code, dict(exc.response.headers), str(exc.message)[:300])
+    return Failure("malformed", message=f"{type(exc).__name__}: {exc}"[:300])
+
+
+@dataclass
+class Tally:
+    """Live counters for progress display, per target."""
+
+    total: int = 0
+    done: int = 0
+    errors: int = 0
+    retries: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+OnResult = Callable[[WorkItem, Completion], None]
+_FATAL = {"connection_error", "auth_error", "not_found"}
+
+
+class Executor:
+    """Runs work items against endpoints, calling on_result for every final outcome."""
+
+    def __init__(self, endpoints: dict[str, Endpoint], on_result: OnResult, seed: int = 0) -> None:
+        self.endpoints = endpoints
+        self.on_result = on_result
+        self.rng = random.Random(seed)
+        self.tallies = {name: Tally() for name in endpoints}
+        self.successes = {name: 0 for name in endpoints}
+
+    async def run(self, items: Iterable[WorkItem]) -> None:
+        """Send every item; raise EndpointError if a target cannot be used at all."""
+        import openai
+
+        by_target: dict[str, list[WorkItem]] = {name: [] for name in self.endpoints}
+        for item in items:
+            by_target[item.target].append(item)
+        workers = []
+        clients = []
+        for name, ep in self.endpoints.items():
+            client = openai.AsyncOpenAI(
+                base_url=ep.url, api_key=ep.api_key, max_retries=0, timeout=ep.target.limits.timeout_s
+            )
+            clients.append(client)
+            queue = iter(by_target[name])
+            self.tallies[name].total += len(by_target[name])
+            workers += [self._worker(client, ep, queue) for _ in range(ep.target.limits.concurrency)]
+        try:
+            await _gather_or_cancel(workers)
+        finally:
+            for client in clients:
+                await client.close()
+
+    async def _worker(self, client: Any, ep: Endpoint, queue: Iterator[WorkItem]) -> None:
+        for item in queue:
+            completion = await self._send(client, ep, item)
+            tally = self.tallies[ep.target.name]
+            tally.done += 1
+            if completion.error_class:
+                tally.errors += 1
+            else:
+                self.successes[ep.target.name] += 1
+                tally.prompt_tokens += completion.prompt_tokens or 0
+                tally.completion_tokens += completion.completion_tokens or 0
+            self.on_result(item, completion)
+            if completion.error_class in _FATAL and not self.successes[ep.target.name]:
+                raise EndpointError(
+                    f"target '{ep.target.name}' at {ep.url}: {completion.error_class.replace('_', ' ')}: "
+                    f"{completion.error_message} (completed results are kept; fix the endpoint and resume)"
+                )
+
+    async def _send(self, client: Any, ep: Endpoint, item: WorkItem) -> Completion:
+        started_at = now()
+        t0 = time.monotonic()
+        attempt = 0
+        kwargs = dict(item.params)
+        while True:
+            attempt += 1
+            t0 = time.monotonic()
+            try:
+                resp = await client.chat.completions.create(
+                    model=ep.target.model,
+                    messages=[{"role": m.role, "content": m.content} for m in item.messages],
+                    **kwargs,
+                )
+                failure = None if resp.choices else Failure("empty", message="the reply had no choices")
+            except Exception as exc:  # every provider error is classified, none escapes
+                failure = _failure(exc)
+            if failure is None:
+                choice = resp.choices[0]
+                usage = resp.usage
+                return Completion(
+                    content=choice.message.content or "",
+                    finish_reason=choice.finish_reason,
+                    prompt_tokens=usage.prompt_tokens if usage else None,
+                    completion_tokens=usage.completion_tokens if usage else None,
+                    latency_s=round(time.monotonic() - t0, 6),
+                    returned_model=resp.model,
+                    system_fingerprint=getattr(resp, "system_fingerprint", None),
+                    error_class=None,
+                    error_message=None,
+                    attempts=attempt,
+                    started_at=started_at,
+                )
+            decision = classify(failure, attempt, ep.target.limits.max_retries, self.rng.random())
+            if not decision.retry:
+                return Completion(
+                    content=None,
+                    finish_reason=None,
+                    prompt_tokens=None,
+                    completion_tokens=None,
+                    latency_s=round(time.monotonic() - t0, 6),
+                    returned_model=None,
+                    system_fingerprint=None,
+                    error_class=decision.error_class,
+                    error_message=failure.message or f"HTTP {failure.status}",
+                    attempts=attempt,
+                    started_at=started_at,
+                )
+            self.tallies[ep.target.name].retries += 1
+            await asyncio.sleep(decision.wait_s)
+
+
+async def _gather_or_cancel(coros: list[Any]) -> None:
+    """Run coroutines together; on the first exception cancel the rest and re-raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,208 @@
+"""Chains the stages: load, plan, execute, store, grade, analyse, render."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from auditor import __version__, analyse, grade, local, render
+from auditor.errors import ConfigError, UsageError
+from auditor.execute import Endpoint, Executor, Tally
+from auditor.plan import plan
+from auditor.records import Target
+from auditor.store import Archive, ResponseWriter, RunDir, now
+from auditor.suite import load_suite, load_targets
+
+Progress = Callable[[dict[str, Tally]], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `auditor run` was asked to do."""
+
+    archive: Path
+    label: str | None = None
+    seed: int = 0
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"auditor": __version__, "python": platform.python_version()}
+    for dist in ("openai", "duckdb", "pyarrow", "jsonschema", "jinja2", "weasyprint", "llama-cpp-python"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def check_keys(targets: list[Target]) -> dict[str, str]:
+    """The API key for each target, read from its environment variable; one clear error if one is missing."""
+    keys = {}
+    for t in targets:
+        if t.api_key_env:
+            value = os.environ.get(t.api_key_env)
+            if not value:
+                raise ConfigError(
+                    f"target '{t.name}' needs an API key in the environment variable {t.api_key_env}, which is not set"
+                )
+            keys[t.name] = value
+        else:
+            keys[t.name] = "not-needed"
+    return keys
+
+
+@contextmanager
+def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
+    """Resolve each target to a reachable URL, serving embedded models on 127.0.0.1 meanwhile."""
+    keys = check_keys(targets)
+    with ExitStack() as stack:
+        served: dict[str, str] = {}
+        result = {}
+        for t in targets:
+            url = t.base_url
+            if t.embedded:
+                name = t.base_url.split(":", 1)[1]
+                if name not in served:
+                    served[name] = stack.enter_context(local.serve(name))
+                url = served[name]
+            result[t.name] = Endpoint(t, url, keys[t.name])
+        yield result
+
+
+def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
+    """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
+    suite = load_suite(suite_path)
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise UsageError(f"target names must be unique in one run: {', '.join(names)}")
+    run = Archive(options.archive).new_run()
+    shutil.copyfile(suite_path, run.path / "suite.json")
+    planned = sum(1 for _ in plan(suite, targets))
+    run.write_manifest(
+        {
+            "format_version": 1,
+            "run_id": run.run_id,
+            "label": options.label,
+            "status": "running",
+            "suite": {"id": suite.id, "version": suite.version, "title": suite.title,
+                      "path": str(suite_path), "sha256": suite.sha256},
+            "targets": [t.public() for t in targets],
+            "options": {"seed": options.seed},
+            "planned_items": planned,
+            "tool_versions": tool_versions(),
+            "started_at": now(),
+            "finished_at": None,
+            "argv": sys.argv[1:],
+        }
+    )
+    return run
+
+
+def run_targets(run: RunDir) -> list[Target]:
+    """The targets a run was started with, rebuilt from its manifest."""
+    from auditor.suite import build_target
+
+    return [build_target({k: v for k, v in t.items() if v is not None}) for t in run.manifest()["targets"]]
+
+
+def execute_run(run: RunDir, progress: Progress | None = None) -> dict[str, int]:
+    """Send every planned item of the run that has no stored response yet; store each as it arrives."""
+    manifest = run.manifest()
+    suite = load_suite(run.path / "suite.json")
+    targets = run_targets(run)
+    done = run.done_items()
+    todo = [item for item in plan(suite, targets) if item.item_id not in done]
+    writer = ResponseWriter(run)
+    status = "interrupted"
+    manifest["status"] = "running"
+    run.write_manifest(manifest)
+    try:
+        with endpoints(targets) as eps:
+            executor = Executor(eps, lambda item, c: writer.add(item, c, cached=False), seed=manifest["options"]["seed"])
+            asyncio.run(_execute_with_progress(executor, todo, progress))
+        status = "complete"
+    finally:
+        writer.flush()
+        manifest["status"] = status
+        manifest["finished_at"] = now()
+        run.write_manifest(manifest)
+    return {"sent": len(todo), "already_done": len(done)}
+
+
+async def _execute_with_progress(executor: Executor, items: list[Any], progress: Progress | None) -> None:
+    if progress is None:
+        await executor.run(items)
+        return
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            progress(executor.tallies)
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        await executor.run(items)
+    finally:
+        ticker.cancel()
+        progress(executor.tallies)
+
+
+def grade_suite(run: RunDir, suite_path: Path | None) -> Any:
+    """The suite to grade a run with: a given file, else the copy stored with the run."""
+    return load_suite(suite_path or run.path / "suite.json")
+
+
+def grade_run(run: RunDir, suite_path: Path | None = None) -> list[dict[str, Any]]:
+    """Grade a run's stored responses and record which suite graded them."""
+    suite = grade_suite(run, suite_path)
+    rows = grade.grade_run(run, suite)
+    manifest = run.manifest()
+    manifest["graded_with"] = {"path": suite.path, "sha256": suite.sha256, "at": now()}
+    run.write_manifest(manifest)
+    return rows
+
+
+def report(archive: Path, run: RunDir, suite_path: Path | None = None) -> analyse.Report:
+    """Build the report object for a run, grading it first if it has never been graded."""
+    if not (run.path / "grades.parquet").is_file():
+        grade_run(run, suite_path)
+    graded = run.manifest().get("graded_with", {})
+    path = suite_path or (Path(graded["path"]) if graded.get("path") else run.path / "suite.json")
+    if not path.is_file():
+        path = run.path / "suite.json"
+    suite = load_suite(path)
+    return analyse.build_report(run, suite, archive)
+
+
+def write_report(archive: Path, run: RunDir, out: Path, formats: list[str], templates: Path | None = None) -> list[Path]:
+    """Analyse a graded run and render it."""
+    return render.write(report(archive, run), out, formats, templates)
+
+
+def load_run_targets(targets_file: Path | None, entries: list[Target], select: list[str]) -> list[Target]:
+    """Combine a targets file and --target options; select by name when names are given."""
+    from auditor.errors import UnknownName
+
+    pool = load_targets(targets_file) if targets_file else []
+    chosen = list(entries)
+    by_name = {t.name: t for t in pool}
+    if select:
+        for name in select:
+            if name not in by_name:
+                raise UnknownName("target", name, by_name)
+            chosen.append(by_name[name])
+    elif not entries:
+        chosen = pool
+    if not chosen:
+        raise UsageError("no targets: give --targets FILE or --target name=...,base_url=...,model=...")
+    return chosen
+

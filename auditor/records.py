@@ -1,0 +1,217 @@
+"""Frozen, typed records the pipeline stages hand to each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SEVERITIES = ("critical", "high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A pass criterion as declared in a suite; `spec` is the checked JSON object."""
+
+    kind: str
+    means: str
+    spec: dict[str, Any] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A measured probe: a conversation template, its variables, sampling and pass criterion."""
+
+    id: str
+    description: str
+    messages: tuple[Message, ...]
+    system: str | None
+    variables: tuple[tuple[str, tuple[str, ...]], ...]
+    samples: int
+    params: tuple[tuple[str, Any], ...]
+    pass_if: Criterion
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a documentary challenge attests, and the declared facts shown beside it."""
+
+    statement: str
+    facts: tuple[str, ...]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A risk the suite examines, measured by probes or attested by evidence."""
+
+    id: str
+    title: str
+    category: str
+    severity: str
+    description: str
+    controls: tuple[str, ...]
+    probes: tuple[Probe, ...]
+    evidence: Evidence | None
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.probes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An acceptance rule: the challenges it selects must reach a minimum pass rate."""
+
+    id: str
+    description: str
+    ids: tuple[str, ...]
+    categories: tuple[str, ...]
+    severities: tuple[str, ...]
+    min_pass_rate: float
+    on_fail: str
+    conditions: tuple[str, ...]
+
+    def selects(self, challenge: Challenge) -> bool:
+        """True when the challenge matches every selector the rule gives."""
+        return (
+            (not self.ids or challenge.id in self.ids)
+            and (not self.categories or challenge.category in self.categories)
+            and (not self.severities or challenge.severity in self.severities)
+        )
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A deployment context and its acceptance rules."""
+
+    id: str
+    title: str
+    description: str
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the suite is for and what it leaves out."""
+
+    intended_use: str
+    out_of_scope: str
+    limitations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded, validated suite and where it came from."""
+
+    id: str
+    version: str
+    title: str
+    description: str
+    owner: str
+    scope: Scope
+    challenges: tuple[Challenge, ...]
+    policies: tuple[Policy, ...]
+    path: str
+    sha256: str
+
+    def challenge(self, challenge_id: str) -> Challenge:
+        for c in self.challenges:
+            if c.id == challenge_id:
+                return c
+        raise KeyError(challenge_id)
+
+    def probes(self) -> list[tuple[Challenge, Probe]]:
+        return [(c, p) for c in self.challenges for p in c.probes]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard auditor may push one endpoint."""
+
+    concurrency: int = 4
+    timeout_s: float = 120.0
+    max_retries: int = 4
+
+
+@dataclass(frozen=True)
+class Target:
+    """A model under audit (or a helper model) behind an OpenAI-compatible endpoint."""
+
+    name: str
+    base_url: str
+    model: str
+    api_key_env: str | None
+    params: tuple[tuple[str, Any], ...]
+    system_prompt: str | None
+    limits: Limits
+    facts: tuple[tuple[str, Any], ...]
+
+    @property
+    def embedded(self) -> bool:
+        return self.base_url.startswith("embedded:")
+
+    def public(self) -> dict[str, Any]:
+        """The target as recorded in a manifest: everything but secrets (which it never holds)."""
+        return {
+            "name": self.name,
+            "base_url": self.base_url,
+            "model": self.model,
+            "api_key_env": self.api_key_env,
+            "params": dict(self.params),
+            "system_prompt": self.system_prompt,
+            "limits": {
+                "concurrency": self.limits.concurrency,
+                "timeout_s": self.limits.timeout_s,
+                "max_retries": self.limits.max_retries,
+            },
+            "facts": dict(self.facts),
+        }
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One planned request: a probe variant and sample sent to one target."""
+
+    item_id: str
+    request_hash: str
+    target: str
+    challenge_id: str
+    probe_id: str
+    variant: int
+    variables: tuple[tuple[str, str], ...]
+    sample: int
+    messages: tuple[Message, ...]
+    params: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What an endpoint answered to one work item, or the error class if it failed."""
+
+    content: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_s: float
+    returned_model: str | None
+    system_fingerprint: str | None
+    error_class: str | None
+    error_message: str | None
+    attempts: int
+    started_at: str
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The outcome of one criterion on one response."""
+
+    outcome: str  # pass | fail | error
+    evidence: str

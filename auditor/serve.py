@@ -1,0 +1,157 @@
+"""A small OpenAI-compatible chat server on 127.0.0.1, answering from a pluggable responder.
+
+It serves the embedded local model, and gives tests and benchmarks a real HTTP endpoint whose
+answers, errors and latency they script.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server answers: a JSON body or raw bytes, a status, headers, a delay, or a dropped connection."""
+
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    raw: bytes | None = None
+    drop: bool = False
+
+
+Responder = Callable[[dict[str, Any]], Reply]
+
+
+def chat_body(
+    content: str,
+    model: str = "test-model",
+    prompt_tokens: int = 10,
+    completion_tokens: int = 5,
+    finish_reason: str = "stop",
+    system_fingerprint: str | None = None,
+) -> dict[str, Any]:
+    """A chat.completion body in the OpenAI format."""
+    body: dict[str, Any] = {
+        "id": "chatcmpl-local",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    if system_fingerprint is not None:
+        body["system_fingerprint"] = system_fingerprint
+    return body
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """An error body in the OpenAI format."""
+    return {"error": {"message": message, "type": "error", "code": status}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
+        pass
+
+    def _send(self, reply: Reply) -> None:
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.drop:
+            self.close_connection = True
+            self.connection.close()
+            return
+        data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in reply.headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(Reply({"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}))
+        else:
+            self._send(Reply(error_body(404, "not found"), status=404))
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            request = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self._send(Reply(error_body(400, "request body is not JSON"), status=400))
+            return
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(Reply(error_body(404, f"no route {self.path}"), status=404))
+            return
+        with self.server.lock:
+            self.server.requests.append(request)
+        try:
+            reply = self.server.responder(request)
+        except Exception as exc:  # a responder bug becomes a 500, as a real server would send
+            reply = Reply(error_body(500, f"{type(exc).__name__}: {exc}"), status=500)
+        self._send(reply)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, responder: Responder, model_name: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.responder = responder
+        self.model_name = model_name
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+
+class ChatServer:
+    """Serve `responder` on 127.0.0.1 at a free port while the context is open."""
+
+    def __init__(self, responder: Responder, model_name: str = "test-model") -> None:
+        self._server = _Server(responder, model_name)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """The chat request bodies received so far."""
+        with self._server.lock:
+            return list(self._server.requests)
+
+    def start(self) -> ChatServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ChatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

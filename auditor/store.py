@@ -1,0 +1,296 @@
+"""The archive: one folder per run with a manifest and Parquet tables, read through DuckDB views.
+
+Layout (format version 1):
+
+    ARCHIVE/runs/RUN_ID/manifest.json         what was run, with what, when, and its status
+    ARCHIVE/runs/RUN_ID/run.parquet           the manifest's headline as one row (the `runs` view)
+    ARCHIVE/runs/RUN_ID/responses/part-N.parquet   responses, appended in small durable parts
+    ARCHIVE/runs/RUN_ID/grades.parquet        grades, replaced whole on every re-grade
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.errors import ArchiveError, UnknownName
+from auditor.records import Completion, WorkItem
+
+FORMAT_VERSION = 1
+_META = {b"auditor.format_version": str(FORMAT_VERSION).encode()}
+
+PARAMS = pa.struct(
+    [("temperature", pa.float64()), ("top_p", pa.float64()), ("max_tokens", pa.int64()), ("seed", pa.int64())]
+)
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+
+RESPONSES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("item_id", pa.string()),
+        ("request_hash", pa.string()),
+        ("target", pa.string()),
+        ("challenge_id", pa.string()),
+        ("probe_id", pa.string()),
+        ("variant", pa.int32()),
+        ("variables", pa.string()),
+        ("sample", pa.int32()),
+        ("messages", MESSAGES),
+        ("params", PARAMS),
+        ("content", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("latency_s", pa.float64()),
+        ("returned_model", pa.string()),
+        ("system_fingerprint", pa.string()),
+        ("error_class", pa.string()),
+        ("error_message", pa.string()),
+        ("attempts", pa.int32()),
+        ("cached", pa.bool_()),
+        ("started_at", pa.string()),
+    ],
+    metadata=_META,
+)
+
+GRADES = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("item_id", pa.string()),
+        ("target", pa.string()),
+        ("challenge_id", pa.string()),
+        ("probe_id", pa.string()),
+        ("variant", pa.int32()),
+        ("sample", pa.int32()),
+        ("criterion", pa.string()),
+        ("means", pa.string()),
+        ("outcome", pa.string()),
+        ("grader", pa.string()),
+        ("evidence", pa.string()),
+    ],
+    metadata=_META,
+)
+
+RUNS = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("status", pa.string()),
+        ("suite_id", pa.string()),
+        ("suite_version", pa.string()),
+        ("suite_sha256", pa.string()),
+        ("targets", pa.list_(pa.string())),
+        ("planned_items", pa.int64()),
+        ("started_at", pa.string()),
+        ("finished_at", pa.string()),
+        ("label", pa.string()),
+    ],
+    metadata=_META,
+)
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder in the archive."""
+
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ArchiveError(f"{self.manifest_path}: unreadable run manifest: {exc}") from None
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArchiveError(
+                f"{self.manifest_path}: archive format {version} is not supported by this auditor "
+                f"(format {FORMAT_VERSION}); use the auditor version that wrote it"
+            )
+        return dict(data)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest and its one-row Parquet mirror, each atomically."""
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        _write_atomic(self.manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        row = {
+            "run_id": manifest["run_id"],
+            "status": manifest["status"],
+            "suite_id": manifest["suite"]["id"],
+            "suite_version": manifest["suite"]["version"],
+            "suite_sha256": manifest["suite"]["sha256"],
+            "targets": [t["name"] for t in manifest["targets"]],
+            "planned_items": manifest["planned_items"],
+            "started_at": manifest["started_at"],
+            "finished_at": manifest.get("finished_at"),
+            "label": manifest.get("label"),
+        }
+        _write_table(pa.Table.from_pylist([row], schema=RUNS), self.path / "run.parquet")
+
+    def response_parts(self) -> list[Path]:
+        return sorted((self.path / "responses").glob("part-*.parquet"))
+
+    def done_items(self) -> set[str]:
+        """The ids of items that already have a stored response."""
+        done: set[str] = set()
+        for part in self.response_parts():
+            done.update(pq.read_table(part, columns=["item_id"]).column("item_id").to_pylist())
+        return done
+
+    def write_grades(self, rows: list[dict[str, Any]]) -> None:
+        _write_table(pa.Table.from_pylist(rows, schema=GRADES), self.path / "grades.parquet")
+
+
+class Archive:
+    """An archive folder holding runs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def new_run(self) -> RunDir:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        run = RunDir(self.root / "runs" / f"{stamp}-{secrets.token_hex(3)}")
+        (run.path / "responses").mkdir(parents=True)
+        return run
+
+    def runs(self) -> list[RunDir]:
+        folder = self.root / "runs"
+        if not folder.is_dir():
+            return []
+        found = (RunDir(p) for p in folder.iterdir() if (p / "manifest.json").is_file())
+        return sorted(found, key=lambda r: r.run_id)
+
+    def run(self, run_id: str) -> RunDir:
+        """Find a run by id, unique prefix, or 'latest'."""
+        runs = self.runs()
+        if not runs:
+            raise ArchiveError(f"{self.root}: no runs in this archive (run `auditor run SUITE` first)")
+        if run_id == "latest":
+            return runs[-1]
+        matches = [r for r in runs if r.run_id.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ArchiveError(f"run id prefix '{run_id}' is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
+        raise UnknownName("run", run_id, [r.run_id for r in runs])
+
+
+class ResponseWriter:
+    """Appends response rows durably: a new Parquet part every `every_rows` rows or `every_s` seconds."""
+
+    def __init__(self, run: RunDir, every_rows: int = 200, every_s: float = 2.0) -> None:
+        self.run = run
+        self.every_rows = every_rows
+        self.every_s = every_s
+        self.rows: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+        self.next_part = len(run.response_parts())
+        self.written = 0
+
+    def add(self, item: WorkItem, completion: Completion, cached: bool) -> None:
+        self.rows.append(response_row(self.run.run_id, item, completion, cached))
+        if len(self.rows) >= self.every_rows or time.monotonic() - self.last_flush >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.rows:
+            return
+        table = pa.Table.from_pylist(self.rows, schema=RESPONSES)
+        path = self.run.path / "responses" / f"part-{self.next_part:06d}.parquet"
+        while path.exists():
+            self.next_part += 1
+            path = self.run.path / "responses" / f"part-{self.next_part:06d}.parquet"
+        _write_table(table, path)
+        self.next_part += 1
+        self.written += len(self.rows)
+        self.rows = []
+
+
+def response_row(run_id: str, item: WorkItem, c: Completion, cached: bool) -> dict[str, Any]:
+    """The stored row for one work item's completion."""
+    params = dict(item.params)
+    return {
+        "run_id": run_id,
+        "item_id": item.item_id,
+        "request_hash": item.request_hash,
+        "target": item.target,
+        "challenge_id": item.challenge_id,
+        "probe_id": item.probe_id,
+        "variant": item.variant,
+        "variables": json.dumps(dict(item.variables), sort_keys=True, ensure_ascii=False),
+        "sample": item.sample,
+        "messages": [{"role": m.role, "content": m.content} for m in item.messages],
+        "params": {k: params.get(k) for k in ("temperature", "top_p", "max_tokens", "seed")},
+        "content": c.content,
+        "finish_reason": c.finish_reason,
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "latency_s": c.latency_s,
+        "returned_model": c.returned_model,
+        "system_fingerprint": c.system_fingerprint,
+        "error_class": c.error_class,
+        "error_message": c.error_message,
+        "attempts": c.attempts,
+        "cached": cached,
+        "started_at": c.started_at,
+    }
+
+
+def connect(root: Path) -> Any:
+    """An in-memory DuckDB connection with the views `runs`, `responses` and `grades` over the archive."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    base = root / "runs"
+    for view, pattern, schema in (
+        ("runs", "*/run.parquet", RUNS),
+        ("responses", "*/responses/part-*.parquet", RESPONSES),
+        ("grades", "*/grades.parquet", GRADES),
+    ):
+        if any(base.glob(pattern)):
+            glob = str(base / pattern).replace("'", "''")
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+        else:
+            empty = schema.empty_table()
+            con.register(f"_empty_{view}", empty)
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM _empty_{view}")
+    return con
+
+
+def read_rows(con: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Run SQL and return rows as dicts."""
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

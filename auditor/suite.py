@@ -1,0 +1,245 @@
+"""Loads suites and targets files: schema validation, semantic checks, and typed records."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from auditor import criteria
+from auditor.errors import Issue, SuiteError, UnknownName
+from auditor.jsonfile import located, raise_if, validate
+from auditor.records import (
+    Challenge,
+    Criterion,
+    Evidence,
+    Limits,
+    Message,
+    Policy,
+    Probe,
+    Rule,
+    Scope,
+    Suite,
+    Target,
+)
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def detect_kind(data: Any) -> str:
+    """Guess whether parsed JSON is a suite or a targets file."""
+    if isinstance(data, dict) and "targets" in data and "challenges" not in data:
+        return "targets"
+    return "suite"
+
+
+def load_suite(path: Path) -> Suite:
+    """Load and check a suite file, raising SuiteError with every issue found."""
+    data, issues, offsets, text = validate(path, "suite")
+    raise_if(issues)
+    raise_if([located(path, text, offsets, p, m) for p, m in _semantic_issues(data)])
+    return _build_suite(data, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def _semantic_issues(data: dict[str, Any]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    seen_challenges: set[str] = set()
+    seen_probes: dict[str, str] = {}
+    measured: list[dict[str, Any]] = []
+    for ci, ch in enumerate(data["challenges"]):
+        where = f"/challenges/{ci}"
+        if ch["id"] in seen_challenges:
+            found.append((where + "/id", f"duplicate challenge id '{ch['id']}'"))
+        seen_challenges.add(ch["id"])
+        if "probes" in ch:
+            measured.append(ch)
+        for pi, probe in enumerate(ch.get("probes", [])):
+            pw = f"{where}/probes/{pi}"
+            if probe["id"] in seen_probes:
+                found.append((pw + "/id", f"duplicate probe id '{probe['id']}' (first at {seen_probes[probe['id']]})"))
+            seen_probes.setdefault(probe["id"], pw)
+            found.extend(_probe_issues(probe, pw))
+    ids = {c["id"] for c in data["challenges"]}
+    for pi, policy in enumerate(data["policies"]):
+        for ri, rule in enumerate(policy["rules"]):
+            rw = f"/policies/{pi}/rules/{ri}"
+            for k, cid in enumerate(rule["select"].get("ids", [])):
+                if cid not in ids:
+                    found.append((f"{rw}/select/ids/{k}", str(UnknownName("challenge", cid, ids))))
+            if not any(_selects(rule["select"], ch) for ch in measured):
+                found.append((rw + "/select", "selects no measured challenge"))
+    return found
+
+
+def _selects(select: dict[str, Any], ch: dict[str, Any]) -> bool:
+    return (
+        ch["id"] in select.get("ids", [ch["id"]])
+        and ch["category"] in select.get("categories", [ch["category"]])
+        and ch["severity"] in select.get("severities", [ch["severity"]])
+    )
+
+
+def _probe_issues(probe: dict[str, Any], where: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    texts = [probe.get("prompt", ""), probe.get("system", "")]
+    texts += [m["content"] for m in probe.get("messages", [])]
+    used = {name for t in texts for name in PLACEHOLDER.findall(t)}
+    declared = set(probe.get("variables", {}))
+    for name in sorted(used - declared):
+        found.append((where, f"uses {{{{{name}}}}} but declares no variable '{name}'"))
+    for name in sorted(declared - used):
+        found.append((f"{where}/variables/{name}", f"variable '{name}' is never used"))
+    messages = probe.get("messages")
+    if messages and messages[-1]["role"] != "user":
+        found.append((f"{where}/messages/{len(messages) - 1}/role", "the last message must be from the user"))
+    try:
+        criteria.build(probe["pass_if"], where + "/pass_if")
+    except criteria.CriterionError as exc:
+        found.append((exc.pointer, str(exc)))
+    return found
+
+
+def _criterion(spec: dict[str, Any]) -> Criterion:
+    return Criterion(kind=spec["type"], means=spec.get("means", ""), spec=spec)
+
+
+def _build_suite(data: dict[str, Any], path: Path, sha256: str) -> Suite:
+    defaults = data.get("defaults", {})
+    challenges = []
+    for ch in data["challenges"]:
+        probes = tuple(_build_probe(p, defaults) for p in ch.get("probes", []))
+        ev = ch.get("evidence")
+        evidence = (
+            Evidence(ev["statement"], tuple(ev.get("facts", [])), tuple(ev.get("sources", []))) if ev else None
+        )
+        challenges.append(
+            Challenge(
+                id=ch["id"],
+                title=ch["title"],
+                category=ch["category"],
+                severity=ch["severity"],
+                description=ch["description"],
+                controls=tuple(ch.get("controls", [])),
+                probes=probes,
+                evidence=evidence,
+            )
+        )
+    policies = tuple(
+        Policy(
+            id=p["id"],
+            title=p["title"],
+            description=p.get("description", ""),
+            rules=tuple(
+                Rule(
+                    id=r["id"],
+                    description=r.get("description", ""),
+                    ids=tuple(r["select"].get("ids", [])),
+                    categories=tuple(r["select"].get("categories", [])),
+                    severities=tuple(r["select"].get("severities", [])),
+                    min_pass_rate=float(r["min_pass_rate"]),
+                    on_fail=r.get("on_fail", "reject"),
+                    conditions=tuple(r.get("conditions", [])),
+                )
+                for r in p["rules"]
+            ),
+        )
+        for p in data["policies"]
+    )
+    scope = data.get("scope", {})
+    return Suite(
+        id=data["id"],
+        version=data["version"],
+        title=data["title"],
+        description=data.get("description", ""),
+        owner=data.get("owner", ""),
+        scope=Scope(scope.get("intended_use", ""), scope.get("out_of_scope", ""), tuple(scope.get("limitations", []))),
+        challenges=tuple(challenges),
+        policies=policies,
+        path=str(path),
+        sha256=sha256,
+    )
+
+
+def _build_probe(p: dict[str, Any], defaults: dict[str, Any]) -> Probe:
+    if "prompt" in p:
+        messages: tuple[Message, ...] = (Message("user", p["prompt"]),)
+    else:
+        messages = tuple(Message(m["role"], m["content"]) for m in p["messages"])
+    params = {**defaults.get("params", {}), **p.get("params", {})}
+    return Probe(
+        id=p["id"],
+        description=p.get("description", ""),
+        messages=messages,
+        system=p.get("system"),
+        variables=tuple((k, tuple(v)) for k, v in sorted(p.get("variables", {}).items())),
+        samples=int(p.get("samples", defaults.get("samples", 1))),
+        params=tuple(sorted(params.items())),
+        pass_if=_criterion(p["pass_if"]),
+    )
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def load_targets(path: Path) -> list[Target]:
+    """Load and check a targets file."""
+    data, issues, offsets, text = validate(path, "targets")
+    raise_if(issues)
+    seen: set[str] = set()
+    for i, t in enumerate(data["targets"]):
+        if t["name"] in seen:
+            issues.append(located(path, text, offsets, f"/targets/{i}/name", f"duplicate target name '{t['name']}'"))
+        seen.add(t["name"])
+    raise_if(issues)
+    return [build_target(t) for t in data["targets"]]
+
+
+def build_target(t: dict[str, Any]) -> Target:
+    """Make a Target record from a checked targets-file entry."""
+    limits = t.get("limits", {})
+    default = Limits()
+    return Target(
+        name=t["name"],
+        base_url=t["base_url"].rstrip("/"),
+        model=t["model"],
+        api_key_env=t.get("api_key_env"),
+        params=tuple(sorted(t.get("params", {}).items())),
+        system_prompt=t.get("system_prompt"),
+        limits=Limits(
+            concurrency=int(limits.get("concurrency", default.concurrency)),
+            timeout_s=float(limits.get("timeout_s", default.timeout_s)),
+            max_retries=int(limits.get("max_retries", default.max_retries)),
+        ),
+        facts=tuple(sorted(t.get("facts", {}).items())),
+    )
+
+
+_OPTION_KEYS = ("name", "base_url", "model", "api_key_env", "system_prompt")
+
+
+def parse_target_option(text: str) -> dict[str, Any]:
+    """Parse `--target name=x,base_url=URL,model=m[,api_key_env=VAR]` into a targets-file entry."""
+    entry: dict[str, Any] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in _OPTION_KEYS:
+            raise UnknownName("--target key", key or part, _OPTION_KEYS)
+        entry[key] = value.strip()
+    return entry
+
+
+def check_target_entries(entries: list[dict[str, Any]], source: str) -> list[Target]:
+    """Validate targets given on the command line against the targets schema."""
+    import jsonschema
+
+    from auditor.jsonfile import pointer, schema
+
+    validator = jsonschema.Draft202012Validator(schema("targets"))
+    issues = [
+        Issue(source, pointer(e.absolute_path), e.message) for e in validator.iter_errors({"targets": entries})
+    ]
+    if issues:
+        raise SuiteError(issues)
+    return [build_target(t) for t in entries]
