@@ -9,7 +9,7 @@ from typing import Any
 
 from auditor.records import Challenge, Policy, Rule, Suite
 from auditor.stats import percentile, wilson
-from auditor.store import connect, read_rows, RunDir
+from auditor.store import RunDir, connect, read_rows
 
 EXAMPLES_PER_CELL = 2
 
@@ -118,6 +118,7 @@ class Report:
     attestations: tuple[Challenge, ...]
     verdicts: tuple[Verdict, ...]
     totals: dict[str, int]
+    disclosures: tuple[str, ...]
 
 
 def pct(x: float | None) -> str:
@@ -232,7 +233,34 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         attestations=tuple(c for c in suite.challenges if not c.measured),
         verdicts=tuple(verdicts),
         totals={k: int(v) for k, v in totals.items()},
+        disclosures=_disclosures(con, run.run_id, manifest),
     )
+
+
+def _disclosures(con: Any, run_id: str, manifest: dict[str, Any]) -> tuple[str, ...]:
+    """What a reader must know about how complete and how comparable the run is."""
+    notes = []
+    stored = read_rows(
+        con, "SELECT count(*) AS n, count(*) FILTER (cached) AS cached FROM responses WHERE run_id = ?", [run_id]
+    )[0]
+    planned = manifest["planned_items"]
+    if manifest["status"] == "capped":
+        notes.append(
+            f"The run stopped before its cost cap of ${manifest.get('max_cost_usd', 0):.2f} "
+            f"(spent ${manifest.get('spent_usd', 0):.4f}): {stored['n']} of {planned} planned requests have replies, "
+            "and the figures cover only those."
+        )
+    elif manifest["status"] != "complete" or stored["n"] < planned:
+        notes.append(f"The run is {manifest['status']}: {stored['n']} of {planned} planned requests have replies.")
+    if stored["cached"]:
+        notes.append(f"{stored['cached']} replies were reused from earlier runs of the identical request (cache).")
+    for change in manifest.get("identity_changes", []):
+        notes.append(
+            f"Model identity changed during the run for {change['target']}: the endpoint reported "
+            f"{change['was_model']} / {change['was_fingerprint']} first, then {change['model']} / "
+            f"{change['fingerprint']} from {change['at']}. A silent backend change can invalidate comparisons."
+        )
+    return tuple(notes)
 
 
 def _target_summary(con: Any, run_id: str, t: dict[str, Any]) -> TargetSummary:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import click
 
 from auditor import __version__
-from auditor.errors import AuditorError, SuiteError, UsageError
+from auditor.errors import AuditorError, InputError, Issue, SuiteError, UsageError
 
 ARCHIVE = click.option(
     "--archive", type=click.Path(file_okay=False, path_type=Path), default=Path("audits"), show_default=True,
@@ -69,6 +70,8 @@ def validate(files: tuple[Path, ...]) -> None:
                 click.echo(f"{path}: valid targets file: {', '.join(t.name for t in targets)}")
         except SuiteError as exc:
             issues.extend(exc.issues)
+        except InputError as exc:
+            issues.append(Issue(str(path), "", str(exc).removeprefix(f"{path}: ")))
     if issues:
         raise SuiteError(issues)
 
@@ -92,29 +95,56 @@ def _targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[An
     return load_run_targets(targets_file, built, names)
 
 
+def _line(name: str, x: Any, elapsed: float) -> str:
+    rate = x.done / elapsed if elapsed > 0 else 0.0
+    eta = (x.total - x.done) / rate if rate > 0 else 0.0
+    return (
+        f"[{name}] {x.done}/{x.total} done, {rate:.1f}/s, eta {eta:.0f}s, {x.errors} errors, {x.retries} retries, "
+        f"{x.prompt_tokens + x.completion_tokens} tokens, ${x.cost:.4f}"
+    )
+
+
 class _Progress:
-    """Plain periodic progress lines on standard error (every 10 s, and at the end)."""
+    """Progress per target: a live display on a terminal, plain lines every 10 s otherwise, nothing if quiet."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.last = 0.0
+        self.live: Any = None
+        self.tasks: dict[str, Any] = {}
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.live = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=Console(stderr=True),
+            )
+            self.live.start()
 
     def __call__(self, tallies: dict[str, Any]) -> None:
         if self.quiet:
             return
         t = time.monotonic()
+        if self.live is not None:
+            for name, x in tallies.items():
+                if name not in self.tasks:
+                    self.tasks[name] = self.live.add_task(name, total=x.total, info="")
+                rate = x.done / max(1e-9, t - x.started)
+                info = (f"{rate:.1f}/s  {x.errors} err  {x.retries} retries  "
+                        f"{x.prompt_tokens + x.completion_tokens} tok  ${x.cost:.4f}  conc {x.concurrency}")
+                self.live.update(self.tasks[name], completed=x.done, info=info)
+            return
         finished = all(x.done >= x.total for x in tallies.values())
         if t - self.last < 10 and not finished:
             return
         self.last = t
         for name, x in tallies.items():
-            rate = x.done / max(1e-9, t - x.started)
-            eta = (x.total - x.done) / rate if rate > 0 else 0
-            click.echo(
-                f"[{name}] {x.done}/{x.total} done, {rate:.1f}/s, eta {eta:.0f}s, "
-                f"{x.errors} errors, {x.retries} retries, {x.prompt_tokens + x.completion_tokens} tokens",
-                err=True,
-            )
+            click.echo(_line(name, x, t - x.started), err=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
 
 
 def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool) -> None:
@@ -139,11 +169,14 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool) -> None:
 @click.option("--resume", "resume", metavar="RUN", help="Send only the missing requests of an earlier run.")
 @click.option("--label", help="A free-text label stored with the run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for retry jitter.")
+@click.option("--no-cache", is_flag=True, help="Send every request even if the archive holds a reply to it.")
+@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before the run's spend would cross this.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @ARCHIVE
 def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, ...], resume: str | None,
-        label: str | None, seed: int, as_json: bool, quiet: bool, archive: Path) -> None:
+        label: str | None, seed: int, no_cache: bool, max_cost: float | None, as_json: bool, quiet: bool,
+        archive: Path) -> None:
     """Run SUITE against the targets, store every response, grade, and print the run id."""
     from auditor import pipeline
     from auditor.store import Archive
@@ -155,19 +188,50 @@ def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, .
             raise UsageError("give a SUITE file (or --resume RUN)")
         targets = _targets(targets_file, target_opts)
         run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed))
-    _execute(run_dir, quiet)
+    _execute(run_dir, quiet, not no_cache, max_cost)
     _finish_run(archive, run_dir, as_json, quiet)
 
 
-def _execute(run_dir: Any, quiet: bool) -> None:
+def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float | None = None) -> dict[str, Any]:
     from auditor import pipeline
 
+    progress = _Progress(quiet)
+    options = pipeline.ExecOptions(
+        use_cache=use_cache, max_cost=max_cost, progress=progress, warn=lambda m: click.echo(f"warning: {m}", err=True)
+    )
+    resume = f"auditor run --resume {run_dir.run_id}"
     try:
-        pipeline.execute_run(run_dir, _Progress(quiet))
+        outcome = pipeline.execute_run(run_dir, options)
     except KeyboardInterrupt:
-        raise AuditorError(f"interrupted; completed results are kept. Resume with: auditor run --resume {run_dir.run_id}") from None
+        raise AuditorError(f"interrupted; completed results are kept. Resume with: {resume}") from None
     except AuditorError as exc:
-        raise type(exc)(f"{exc}; run {run_dir.run_id} kept, resume with: auditor run --resume {run_dir.run_id}") from None
+        kept = AuditorError(f"{exc}; run {run_dir.run_id} kept, resume with: {resume}")
+        kept.exit_code = exc.exit_code
+        raise kept from None
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(f"{outcome['sent']} sent, {outcome['cached']} from cache, {outcome['already_done']} already stored", err=True)
+    if outcome["status"] == "capped":
+        click.echo(f"warning: stopped before the cost cap; the run is resumable: {resume} --max-cost HIGHER", err=True)
+    return dict(outcome)
+
+
+@cli.command("plan")
+@click.argument("suite", type=click.Path(path_type=Path))
+@click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
+@click.option("--target", "target_opts", multiple=True, help="As for `auditor run`.")
+def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...]) -> None:
+    """Print, per target, the requests, estimated tokens and the cost ceiling at declared prices."""
+    from auditor import pipeline
+
+    rows = []
+    for e in pipeline.estimate(suite, _targets(targets_file, target_opts)):
+        cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
+        rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
+    names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
+    click.echo(_format_rows(names, rows, "table"), nl=False)
+    click.echo("Prompt tokens are estimated at one per 3 bytes; the cost is a ceiling that assumes every reply uses max_tokens.")
 
 
 @cli.command()

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.errors import EndpointError
+from auditor.plan import estimate_tokens
 from auditor.records import Completion, Target, WorkItem
 from auditor.store import now
+from auditor.throttle import Bucket, Budget, Gate
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,10 @@ def server_wait(headers: Mapping[str, str]) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value else None
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                when = None
             if when is not None:
                 return max(0.0, when.timestamp() - time.time())
     resets = [_duration(h[k]) for k in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens") if k in h]
@@ -110,7 +115,7 @@ def classify(failure: Failure, attempt: int, max_retries: int, jitter: float) ->
     if attempt > max_retries:
         return Decision(False, 0.0, error_class)
     asked = server_wait(failure.headers)
-    backoff = min(60.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + jitter)
+    backoff = min(60.0, 0.25 * 2 ** min(attempt - 1, 16) * (0.5 + jitter))
     return Decision(True, min(60.0, asked) if asked is not None else backoff, error_class)
 
 
@@ -138,22 +143,50 @@ class Tally:
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0
+    concurrency: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
 OnResult = Callable[[WorkItem, Completion], None]
+OnWarning = Callable[[str], None]
 _FATAL = {"connection_error", "auth_error", "not_found"}
 
 
 class Executor:
     """Runs work items against endpoints, calling on_result for every final outcome."""
 
-    def __init__(self, endpoints: dict[str, Endpoint], on_result: OnResult, seed: int = 0) -> None:
+    def __init__(
+        self,
+        endpoints: dict[str, Endpoint],
+        on_result: OnResult,
+        seed: int = 0,
+        budget: Budget | None = None,
+        on_warning: OnWarning | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.on_result = on_result
+        self.on_warning = on_warning or (lambda message: None)
         self.rng = random.Random(seed)
+        self.budget = budget
         self.tallies = {name: Tally() for name in endpoints}
         self.successes = {name: 0 for name in endpoints}
+        self.identity: dict[str, tuple[str | None, str | None]] = {}
+        # how far real prompt token counts have exceeded the estimate; reservations scale by it
+        self.prompt_ratio = {name: 1.0 for name in endpoints}
+        self.identity_changes: list[dict[str, Any]] = []
+        self.gates = {name: Gate(ep.target.limits.concurrency) for name, ep in endpoints.items()}
+        self.buckets = {
+            name: (
+                Bucket(ep.target.limits.requests_per_minute) if ep.target.limits.requests_per_minute else None,
+                Bucket(ep.target.limits.tokens_per_minute) if ep.target.limits.tokens_per_minute else None,
+            )
+            for name, ep in endpoints.items()
+        }
+
+    @property
+    def capped(self) -> bool:
+        return bool(self.budget and self.budget.exhausted)
 
     async def run(self, items: Iterable[WorkItem]) -> None:
         """Send every item; raise EndpointError if a target cannot be used at all."""
@@ -179,26 +212,61 @@ class Executor:
                 await client.close()
 
     async def _worker(self, client: Any, ep: Endpoint, queue: Iterator[WorkItem]) -> None:
+        name = ep.target.name
+        gate = self.gates[name]
+        requests, tokens = self.buckets[name]
         for item in queue:
-            completion = await self._send(client, ep, item)
-            tally = self.tallies[ep.target.name]
-            tally.done += 1
-            if completion.error_class:
-                tally.errors += 1
-            else:
-                self.successes[ep.target.name] += 1
-                tally.prompt_tokens += completion.prompt_tokens or 0
-                tally.completion_tokens += completion.completion_tokens or 0
+            prompt_est, ceiling = estimate_tokens(item)
+            worst = ep.target.price(prompt_est * self.prompt_ratio[name], ceiling)
+            if self.budget is not None and not self.budget.reserve(worst):
+                return  # the cap would be crossed: stop taking work; the rest stays for a resume
+            await gate.acquire()
+            try:
+                if requests:
+                    await requests.take(1)
+                if tokens:
+                    await tokens.take(prompt_est + ceiling)
+                completion = await self._send(client, ep, item)
+            finally:
+                await gate.release()
+            cost = ep.target.price(completion.prompt_tokens or 0, completion.completion_tokens or 0)
+            if completion.prompt_tokens:
+                self.prompt_ratio[name] = max(self.prompt_ratio[name], completion.prompt_tokens / max(1, prompt_est))
+            if self.budget is not None:
+                self.budget.settle(worst, cost)
+            self._count(ep, completion, cost)
             self.on_result(item, completion)
-            if completion.error_class in _FATAL and not self.successes[ep.target.name]:
+            if completion.error_class in _FATAL and not self.successes[name]:
                 raise EndpointError(
-                    f"target '{ep.target.name}' at {ep.url}: {completion.error_class.replace('_', ' ')}: "
+                    f"target '{name}' at {ep.url}: {completion.error_class.replace('_', ' ')}: "
                     f"{completion.error_message} (completed results are kept; fix the endpoint and resume)"
                 )
 
+    def _count(self, ep: Endpoint, completion: Completion, cost: float) -> None:
+        name = ep.target.name
+        tally = self.tallies[name]
+        tally.done += 1
+        tally.concurrency = self.gates[name].limit
+        if completion.error_class:
+            tally.errors += 1
+            return
+        self.successes[name] += 1
+        tally.prompt_tokens += completion.prompt_tokens or 0
+        tally.completion_tokens += completion.completion_tokens or 0
+        tally.cost += cost
+        seen = (completion.returned_model, completion.system_fingerprint)
+        first = self.identity.setdefault(name, seen)
+        if seen != first and seen not in {(c["model"], c["fingerprint"]) for c in self.identity_changes if c["target"] == name}:
+            change = {"target": name, "model": seen[0], "fingerprint": seen[1], "was_model": first[0],
+                      "was_fingerprint": first[1], "at": completion.started_at}
+            self.identity_changes.append(change)
+            self.on_warning(
+                f"target '{name}': the endpoint now reports model {seen[0]!r} / fingerprint {seen[1]!r} "
+                f"(first {first[0]!r} / {first[1]!r}); a backend change can invalidate comparisons"
+            )
+
     async def _send(self, client: Any, ep: Endpoint, item: WorkItem) -> Completion:
         started_at = now()
-        t0 = time.monotonic()
         attempt = 0
         kwargs = dict(item.params)
         while True:
@@ -214,6 +282,7 @@ class Executor:
             except Exception as exc:  # every provider error is classified, none escapes
                 failure = _failure(exc)
             if failure is None:
+                self.gates[ep.target.name].went_well()
                 choice = resp.choices[0]
                 usage = resp.usage
                 return Completion(
@@ -229,6 +298,8 @@ class Executor:
                     attempts=attempt,
                     started_at=started_at,
                 )
+            if failure.status in (429, 503):
+                self.gates[ep.target.name].pushed_back()
             decision = classify(failure, attempt, ep.target.limits.max_retries, self.rng.random())
             if not decision.retry:
                 return Completion(

@@ -14,12 +14,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, analyse, grade, local, render
+from auditor import __version__, analyse, cache, grade, local, render
 from auditor.errors import ConfigError, UsageError
 from auditor.execute import Endpoint, Executor, Tally
 from auditor.plan import plan
 from auditor.records import Target
 from auditor.store import Archive, ResponseWriter, RunDir, now
+from auditor.throttle import Budget
 from auditor.suite import load_suite, load_targets
 
 Progress = Callable[[dict[str, Tally]], None]
@@ -81,6 +82,7 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
 def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
     """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
     suite = load_suite(suite_path)
+    check_keys(targets)
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise UsageError(f"target names must be unique in one run: {', '.join(names)}")
@@ -114,28 +116,61 @@ def run_targets(run: RunDir) -> list[Target]:
     return [build_target({k: v for k, v in t.items() if v is not None}) for t in run.manifest()["targets"]]
 
 
-def execute_run(run: RunDir, progress: Progress | None = None) -> dict[str, int]:
-    """Send every planned item of the run that has no stored response yet; store each as it arrives."""
+@dataclass(frozen=True)
+class ExecOptions:
+    """How to execute a run: cache use, spending cap, progress and warning callbacks."""
+
+    use_cache: bool = True
+    max_cost: float | None = None
+    progress: Progress | None = None
+    warn: Callable[[str], None] | None = None
+
+
+def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, Any]:
+    """Send every planned item of the run that has no stored response yet; store each as it arrives.
+
+    Replies already in the archive for the same request (same endpoint, model, messages, parameters and
+    sample) are reused instead of sent, unless the cache is off.
+    """
     manifest = run.manifest()
     suite = load_suite(run.path / "suite.json")
     targets = run_targets(run)
+    archive_root = run.path.parents[1]
     done = run.done_items()
     todo = [item for item in plan(suite, targets) if item.item_id not in done]
     writer = ResponseWriter(run)
+    hits = cache.lookup(archive_root, todo) if options.use_cache else {}
+    for item in todo:
+        if item.request_hash in hits:
+            writer.add(item, hits[item.request_hash], cached=True)
+    todo = [item for item in todo if item.request_hash not in hits]
+    writer.flush()
+    if options.max_cost is not None:
+        manifest["max_cost_usd"] = options.max_cost
+    cap = manifest.get("max_cost_usd")
+    budget = Budget(float(cap), cache.spent(archive_root, run.run_id, targets)) if cap is not None else None
     status = "interrupted"
     manifest["status"] = "running"
     run.write_manifest(manifest)
+    executor = None
     try:
         with endpoints(targets) as eps:
-            executor = Executor(eps, lambda item, c: writer.add(item, c, cached=False), seed=manifest["options"]["seed"])
-            asyncio.run(_execute_with_progress(executor, todo, progress))
-        status = "complete"
+            executor = Executor(
+                eps, lambda item, c: writer.add(item, c, cached=False),
+                seed=manifest["options"]["seed"], budget=budget, on_warning=options.warn,
+            )
+            asyncio.run(_execute_with_progress(executor, todo, options.progress))
+        status = "capped" if executor.capped else "complete"
     finally:
         writer.flush()
         manifest["status"] = status
         manifest["finished_at"] = now()
+        if executor is not None:
+            manifest["identity_changes"] = manifest.get("identity_changes", []) + executor.identity_changes
+        if budget is not None:
+            manifest["spent_usd"] = round(budget.spent, 6)
         run.write_manifest(manifest)
-    return {"sent": len(todo), "already_done": len(done)}
+    return {"sent": writer.written - len(hits), "cached": len(hits), "already_done": len(done), "status": status}
 
 
 async def _execute_with_progress(executor: Executor, items: list[Any], progress: Progress | None) -> None:
@@ -206,3 +241,36 @@ def load_run_targets(targets_file: Path | None, entries: list[Target], select: l
         raise UsageError("no targets: give --targets FILE or --target name=...,base_url=...,model=...")
     return chosen
 
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a suite will ask of one target before anything is sent."""
+
+    target: str
+    requests: int
+    prompt_tokens: int
+    max_completion_tokens: int
+    max_cost_usd: float
+    priced: bool
+
+
+def estimate(suite_path: Path, targets: list[Target]) -> list[Estimate]:
+    """Requests, estimated prompt tokens, completion ceilings and the cost ceiling per target."""
+    from auditor.plan import estimate_tokens
+
+    suite = load_suite(suite_path)
+    totals = {t.name: [0, 0, 0] for t in targets}
+    for item in plan(suite, targets):
+        prompt, ceiling = estimate_tokens(item)
+        row = totals[item.target]
+        row[0] += 1
+        row[1] += prompt
+        row[2] += ceiling
+    out = []
+    for t in targets:
+        n, p, c = totals[t.name]
+        facts = dict(t.facts)
+        priced = "price_input_per_mtok" in facts or "price_output_per_mtok" in facts
+        out.append(Estimate(t.name, n, p, c, t.price(p, c), priced))
+    return out

@@ -84,3 +84,14 @@ def plan(suite: Suite, targets: list[Target]) -> Iterator[WorkItem]:
                         messages=messages,
                         params=tuple(sorted(params.items())),
                     )
+
+
+ASSUMED_MAX_TOKENS = 1024
+
+
+def estimate_tokens(item: WorkItem) -> tuple[int, int]:
+    """A cautious estimate of an item's prompt tokens (one per 3 bytes, plus 4 per message) and its
+    completion ceiling (max_tokens, or ASSUMED_MAX_TOKENS when the suite sets none)."""
+    prompt = sum(len(m.content.encode()) for m in item.messages) // 3 + 4 * len(item.messages) + 3
+    ceiling = dict(item.params).get("max_tokens") or ASSUMED_MAX_TOKENS
+    return prompt, int(ceiling)

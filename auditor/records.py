@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -139,6 +139,8 @@ class Limits:
     concurrency: int = 4
     timeout_s: float = 120.0
     max_retries: int = 4
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,14 @@ class Target:
     limits: Limits
     facts: tuple[tuple[str, Any], ...]
 
+    def price(self, prompt_tokens: float, completion_tokens: float) -> float:
+        """Cost in USD at the declared prices (0 when none are declared)."""
+        facts = dict(self.facts)
+        return (
+            prompt_tokens * float(facts.get("price_input_per_mtok", 0))
+            + completion_tokens * float(facts.get("price_output_per_mtok", 0))
+        ) / 1e6
+
     @property
     def embedded(self) -> bool:
         return self.base_url.startswith("embedded:")
@@ -167,11 +177,7 @@ class Target:
             "api_key_env": self.api_key_env,
             "params": dict(self.params),
             "system_prompt": self.system_prompt,
-            "limits": {
-                "concurrency": self.limits.concurrency,
-                "timeout_s": self.limits.timeout_s,
-                "max_retries": self.limits.max_retries,
-            },
+            "limits": {k: v for k, v in asdict(self.limits).items() if v is not None},
             "facts": dict(self.facts),
         }
 

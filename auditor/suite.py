@@ -210,6 +210,8 @@ def build_target(t: dict[str, Any]) -> Target:
             concurrency=int(limits.get("concurrency", default.concurrency)),
             timeout_s=float(limits.get("timeout_s", default.timeout_s)),
             max_retries=int(limits.get("max_retries", default.max_retries)),
+            requests_per_minute=limits.get("requests_per_minute"),
+            tokens_per_minute=limits.get("tokens_per_minute"),
         ),
         facts=tuple(sorted(t.get("facts", {}).items())),
     )
