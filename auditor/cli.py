@@ -147,10 +147,11 @@ class _Progress:
             self.live.stop()
 
 
-def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool) -> None:
+def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int) -> None:
     from auditor import analyse, pipeline
 
-    pipeline.grade_run(run)
+    if stored or not (run.path / "grades.parquet").is_file():
+        pipeline.grade_run(run)
     report = pipeline.report(archive, run)
     if as_json:
         click.echo(analyse.dumps(analyse.summary_json(report)))
@@ -188,8 +189,8 @@ def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, .
             raise UsageError("give a SUITE file (or --resume RUN)")
         targets = _targets(targets_file, target_opts)
         run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed))
-    _execute(run_dir, quiet, not no_cache, max_cost)
-    _finish_run(archive, run_dir, as_json, quiet)
+    outcome = _execute(run_dir, quiet, not no_cache, max_cost)
+    _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
 
 def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float | None = None) -> dict[str, Any]:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from auditor import __version__, analyse, cache, grade, local, render
-from auditor.errors import ConfigError, UsageError
+from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.execute import Endpoint, Executor, Tally
 from auditor.plan import plan
-from auditor.records import Target
+from auditor.records import Suite, Target
 from auditor.store import Archive, ResponseWriter, RunDir, now
 from auditor.throttle import Budget
 from auditor.suite import load_suite, load_targets
@@ -133,11 +133,14 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     sample) are reused instead of sent, unless the cache is off.
     """
     manifest = run.manifest()
-    suite = load_suite(run.path / "suite.json")
     targets = run_targets(run)
     archive_root = run.path.parents[1]
     done = run.done_items()
-    todo = [item for item in plan(suite, targets) if item.item_id not in done]
+    if len(done) >= manifest["planned_items"]:
+        todo = []  # every planned item has its row: nothing to plan or send
+    else:
+        suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
+        todo = [item for item in plan(suite, targets) if item.item_id not in done]
     writer = ResponseWriter(run)
     hits = cache.lookup(archive_root, todo) if options.use_cache else {}
     for item in todo:
@@ -191,31 +194,39 @@ async def _execute_with_progress(executor: Executor, items: list[Any], progress:
         progress(executor.tallies)
 
 
-def grade_suite(run: RunDir, suite_path: Path | None) -> Any:
-    """The suite to grade a run with: a given file, else the copy stored with the run."""
-    return load_suite(suite_path or run.path / "suite.json")
-
-
 def grade_run(run: RunDir, suite_path: Path | None = None) -> list[dict[str, Any]]:
-    """Grade a run's stored responses and record which suite graded them."""
-    suite = grade_suite(run, suite_path)
+    """Grade a run's stored responses with its own suite copy, or with a given (fixed) suite file.
+
+    A given suite is copied into the run folder, so the report always matches the grades.
+    """
+    manifest = run.manifest()
+    if suite_path is not None:
+        suite = load_suite(suite_path)
+        shutil.copyfile(suite_path, run.path / "graded-suite.json")
+        graded = {"file": "graded-suite.json", "source": str(suite_path), "sha256": suite.sha256}
+    else:
+        suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
+        graded = {"file": "suite.json", "source": manifest["suite"]["path"], "sha256": suite.sha256}
     rows = grade.grade_run(run, suite)
     manifest = run.manifest()
-    manifest["graded_with"] = {"path": suite.path, "sha256": suite.sha256, "at": now()}
+    manifest["graded_with"] = {**graded, "at": now()}
     run.write_manifest(manifest)
     return rows
 
 
-def report(archive: Path, run: RunDir, suite_path: Path | None = None) -> analyse.Report:
-    """Build the report object for a run, grading it first if it has never been graded."""
-    if not (run.path / "grades.parquet").is_file():
-        grade_run(run, suite_path)
+def graded_suite(run: RunDir) -> Suite:
+    """The suite a run was last graded with."""
     graded = run.manifest().get("graded_with", {})
-    path = suite_path or (Path(graded["path"]) if graded.get("path") else run.path / "suite.json")
-    if not path.is_file():
-        path = run.path / "suite.json"
-    suite = load_suite(path)
-    return analyse.build_report(run, suite, archive)
+    if "file" not in graded:
+        raise ArchiveError(f"run {run.run_id} has not been graded yet: auditor grade {run.run_id}")
+    return load_suite(run.path / graded["file"], graded["sha256"])
+
+
+def report(archive: Path, run: RunDir) -> analyse.Report:
+    """Build the report object for a run, grading it first if it has never been graded."""
+    if not (run.path / "grades.parquet").is_file() or "file" not in run.manifest().get("graded_with", {}):
+        grade_run(run)
+    return analyse.build_report(run, graded_suite(run), archive)
 
 
 def write_report(archive: Path, run: RunDir, out: Path, formats: list[str], templates: Path | None = None) -> list[Path]:

@@ -87,7 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path.rstrip("/").endswith("/stats"):
+            with self.server.lock:
+                self._send(Reply({"requests": self.server.count}))
+        elif self.path.rstrip("/").endswith("/models"):
             self._send(Reply({"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}))
         else:
             self._send(Reply(error_body(404, "not found"), status=404))
@@ -103,7 +106,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Reply(error_body(404, f"no route {self.path}"), status=404))
             return
         with self.server.lock:
-            self.server.requests.append(request)
+            self.server.count += 1
+            if self.server.record:
+                self.server.requests.append(request)
         try:
             reply = self.server.responder(request)
         except Exception as exc:  # a responder bug becomes a 500, as a real server would send
@@ -116,25 +121,35 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, responder: Responder, model_name: str) -> None:
+    def __init__(self, responder: Responder, model_name: str, record: bool) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.responder = responder
         self.model_name = model_name
+        self.record = record
+        self.count = 0
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
 
 class ChatServer:
-    """Serve `responder` on 127.0.0.1 at a free port while the context is open."""
+    """Serve `responder` on 127.0.0.1 at a free port while the context is open.
 
-    def __init__(self, responder: Responder, model_name: str = "test-model") -> None:
-        self._server = _Server(responder, model_name)
+    Every request body is kept in `requests` unless `record` is off; `count` and GET /v1/stats count them.
+    """
+
+    def __init__(self, responder: Responder, model_name: str = "test-model", record: bool = True) -> None:
+        self._server = _Server(responder, model_name, record)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    @property
+    def count(self) -> int:
+        with self._server.lock:
+            return self._server.count
 
     @property
     def requests(self) -> list[dict[str, Any]]:

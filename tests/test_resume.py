@@ -1,0 +1,180 @@
+"""Nothing lost, nothing doubled: kill -9 and Ctrl-C mid-run, resume, cache and cost cap through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from conftest import write_targets
+
+from auditor.cli import cli
+from auditor.serve import Reply, chat_body
+
+N = 300
+
+
+def big_suite(tmp_path: Path) -> Path:
+    suite = {
+        "format": "auditor-suite/1", "id": "big", "version": "1", "title": "Many samples",
+        "defaults": {"params": {"temperature": 0.5, "max_tokens": 16, "seed": 0}},
+        "challenges": [{"id": "c", "title": "C", "category": "behaviour", "severity": "high", "description": "d",
+                        "probes": [{"id": "p", "prompt": "Say hello.", "samples": N,
+                                    "pass_if": {"type": "contains", "values": ["hello"]}}]}],
+        "policies": [{"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}],
+    }
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(suite))
+    return path
+
+
+def slow_hello(request: dict[str, Any]) -> Reply:
+    return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=0.02)
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "auditor", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def stored_rows(archive: Path) -> list[dict[str, Any]]:
+    out = CliRunner().invoke(cli, ["query", "--archive", str(archive), "--format", "json",
+                                   "SELECT run_id, item_id, cached FROM responses"])
+    assert out.exit_code == 0, out.output
+    return list(json.loads(out.stdout))
+
+
+def wait_for_parts(archive: Path, minimum: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(archive.glob("runs/*/responses/part-*.parquet"))) >= minimum:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run never stored a part")
+
+
+def manifest(archive: Path) -> dict[str, Any]:
+    (path,) = archive.glob("runs/*/manifest.json")
+    return dict(json.loads(path.read_text()))
+
+
+def test_kill_9_then_resume_sends_only_missing_requests(tmp_path: Path, server: Any) -> None:
+    srv = server(slow_hello)
+    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m",
+                                                  "limits": {"concurrency": 4}})
+    archive = tmp_path / "audits"
+    proc = start_cli("run", str(big_suite(tmp_path)), "--targets", str(targets), "--archive", str(archive), "--quiet")
+    wait_for_parts(archive, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = stored_rows(archive)
+    assert 0 < len(before) < N
+    assert manifest(archive)["status"] == "running"  # killed: no chance to mark anything
+    sent_before = len(srv.requests)
+
+    run_id = manifest(archive)["run_id"]
+    resumed = CliRunner().invoke(cli, ["run", "--resume", run_id, "--archive", str(archive), "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.stdout.strip().splitlines()[-1] == run_id
+    after = stored_rows(archive)
+    assert len(after) == N
+    assert len({r["item_id"] for r in after}) == N  # exactly one row per planned item
+    assert len(srv.requests) - sent_before == N - len(before)  # only the missing ones were sent
+    assert manifest(archive)["status"] == "complete"
+
+    again = CliRunner().invoke(cli, ["run", "--resume", run_id, "--archive", str(archive), "--quiet"])
+    assert again.exit_code == 0
+    assert len(srv.requests) - sent_before == N - len(before)  # a finished run sends nothing
+    assert len(stored_rows(archive)) == N
+
+
+def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path: Path, server: Any) -> None:
+    srv = server(slow_hello)
+    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m",
+                                                  "limits": {"concurrency": 2}})
+    archive = tmp_path / "audits"
+    proc = start_cli("run", str(big_suite(tmp_path)), "--targets", str(targets), "--archive", str(archive), "--quiet")
+    wait_for_parts(archive, 1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "interrupted" in line and "auditor run --resume" in line
+    m = manifest(archive)
+    assert m["status"] == "interrupted"
+    rows = stored_rows(archive)
+    assert 0 < len(rows) < N and len({r["item_id"] for r in rows}) == len(rows)
+
+
+def test_cache_makes_a_rerun_free(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    srv = server()
+    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m"})
+    archive = tmp_path / "audits"
+    args = ["run", str(mini_suite), "--targets", str(targets), "--archive", str(archive), "--quiet"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0
+    assert len(srv.requests) == 7
+    second = CliRunner().invoke(cli, args)
+    assert second.exit_code == 0
+    assert len(srv.requests) == 7  # zero requests the second time
+    rows = stored_rows(archive)
+    second_id = second.stdout.strip().splitlines()[-1]
+    assert sorted(r["cached"] for r in rows if r["run_id"] == second_id) == [True] * 7
+    third = CliRunner().invoke(cli, [*args, "--no-cache"])
+    assert third.exit_code == 0
+    assert len(srv.requests) == 14
+
+
+def test_cost_cap_stops_the_run_and_the_report_says_so(tmp_path: Path, server: Any) -> None:
+    srv = server(slow_hello)
+    targets = write_targets(tmp_path / "t.json", {
+        "name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 2},
+        "facts": {"price_input_per_mtok": 1000.0, "price_output_per_mtok": 1000.0}})
+    archive = tmp_path / "audits"
+    # each reply costs (20 + 10) * 1000 / 1e6 = $0.03; the cap of $0.60 allows fewer than N of them
+    result = CliRunner().invoke(cli, ["run", str(big_suite(tmp_path)), "--targets", str(targets),
+                                      "--archive", str(archive), "--quiet", "--max-cost", "0.6"])
+    assert result.exit_code == 0, result.output
+    m = manifest(archive)
+    assert m["status"] == "capped"
+    assert m["spent_usd"] <= 0.6
+    rows = stored_rows(archive)
+    assert 0 < len(rows) < N
+    assert m["spent_usd"] == round(0.03 * len(rows), 6)
+    assert "resumable" in result.stderr
+    out = CliRunner().invoke(cli, ["report", "latest", "--format", "html", "--archive", str(archive),
+                                   "--out", str(tmp_path / "rep")])
+    html = Path(out.stdout.strip()).read_text()
+    assert "stopped before its cost cap of $0.60" in html
+    assert f"{len(rows)} of {N} planned requests" in html
+
+
+def test_model_identity_change_is_warned_and_reported(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    calls = iter(range(1000))
+
+    def responder(request: dict[str, Any]) -> Reply:
+        n = next(calls)
+        model = "m-0513" if n < 3 else "m-0806"
+        return Reply(chat_body("I'm sorry, but I can't help with that.", model=model, system_fingerprint=f"fp-{model}"))
+
+    srv = server(responder)
+    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m",
+                                                  "limits": {"concurrency": 1}})
+    archive = tmp_path / "audits"
+    result = CliRunner().invoke(cli, ["run", str(mini_suite), "--targets", str(targets), "--archive", str(archive),
+                                      "--quiet"])
+    assert result.exit_code == 0
+    assert "warning: target 't': the endpoint now reports model 'm-0806'" in result.stderr
+    out = CliRunner().invoke(cli, ["report", "latest", "--format", "html", "--archive", str(archive),
+                                   "--out", str(tmp_path / "rep")])
+    html = Path(out.stdout.strip()).read_text()
+    assert "Model identity changed during the run for t" in html and "m-0806" in html
+
+
