@@ -133,7 +133,9 @@ def evaluate(rule: Rule, cells: list[tuple[Challenge, Cell]]) -> RuleOutcome:
     status = "holds"
     for challenge, cell in cells:
         low, high = cell.interval
-        figures = f"{challenge.id}: {cell.passed}/{cell.decided} passed ({pct(cell.rate)}, 95% CI {pct(low)}–{pct(high)})"
+        figures = (
+            f"{challenge.id}: {cell.passed}/{cell.decided} passed ({pct(cell.rate)}, 95% CI {pct(low)}–{pct(high)})"
+        )
         if low >= rule.min_pass_rate:
             continue
         if high < rule.min_pass_rate:
@@ -174,7 +176,10 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         rid,
     )
     target_names = [t["name"] for t in manifest["targets"]]
-    cells = {(r["challenge_id"], r["target"]): Cell(r["challenge_id"], r["target"], r["passed"], r["failed"], r["errored"]) for r in counts}
+    cells = {
+        (r["challenge_id"], r["target"]): Cell(r["challenge_id"], r["target"], r["passed"], r["failed"], r["errored"])
+        for r in counts
+    }
     failing = read_rows(
         con,
         "SELECT g.target, g.challenge_id, g.probe_id, g.sample, g.evidence, r.variables, r.messages, r.content "
@@ -203,15 +208,15 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
             continue
         row = tuple(cells.get((ch.id, t), Cell(ch.id, t, 0, 0, 0)) for t in target_names)
         means = "; ".join(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
-        findings.append(
-            Finding(ch, row, means, tuple(e for t in target_names for e in examples.get((ch.id, t), [])))
-        )
+        findings.append(Finding(ch, row, means, tuple(e for t in target_names for e in examples.get((ch.id, t), []))))
     verdicts = []
     for t in target_names:
         for policy in suite.policies:
             outcomes = []
             for rule in policy.rules:
-                selected = [(f.challenge, c) for f in findings if rule.selects(f.challenge) for c in f.cells if c.target == t]
+                selected = [
+                    (f.challenge, c) for f in findings if rule.selects(f.challenge) for c in f.cells if c.target == t
+                ]
                 outcomes.append(evaluate(rule, selected))
             verdicts.append(decide(t, policy, outcomes))
     totals = read_rows(
@@ -305,14 +310,27 @@ def summary_json(report: Report) -> dict[str, Any]:
         "suite": {"id": report.suite.id, "version": report.suite.version, "sha256": report.suite.sha256},
         "totals": report.totals,
         "verdicts": [
-            {"target": v.target, "context": v.policy.id, "decision": v.decision, "conditions": list(v.conditions),
-             "reasons": [r for o in v.outcomes for r in o.reasons]}
+            {
+                "target": v.target,
+                "context": v.policy.id,
+                "decision": v.decision,
+                "conditions": list(v.conditions),
+                "reasons": [r for o in v.outcomes for r in o.reasons],
+            }
             for v in report.verdicts
         ],
         "cells": [
-            {"challenge": c.challenge_id, "target": c.target, "passed": c.passed, "failed": c.failed,
-             "errored": c.errored, "rate": c.rate, "ci95": list(c.interval)}
-            for f in report.findings for c in f.cells
+            {
+                "challenge": c.challenge_id,
+                "target": c.target,
+                "passed": c.passed,
+                "failed": c.failed,
+                "errored": c.errored,
+                "rate": c.rate,
+                "ci95": list(c.interval),
+            }
+            for f in report.findings
+            for c in f.cells
         ],
     }
 

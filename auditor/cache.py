@@ -10,8 +10,11 @@ from auditor.records import Completion, Target, WorkItem
 from auditor.store import connect, read_rows
 
 
-def lookup(archive_root: Path, items: list[WorkItem]) -> dict[str, Completion]:
-    """Map request hashes of `items` to the earliest successful stored reply to the same request."""
+def lookup(archive_root: Path, items: list[WorkItem], view: str = "responses") -> dict[str, Completion]:
+    """Map request hashes of `items` to the earliest successful stored reply to the same request.
+
+    `view` is `responses` for audited models or `judgements` for judge calls.
+    """
     if not items:
         return {}
     con = connect(archive_root)
@@ -19,7 +22,7 @@ def lookup(archive_root: Path, items: list[WorkItem]) -> dict[str, Completion]:
     rows = read_rows(
         con,
         "SELECT DISTINCT ON (request_hash) request_hash, content, finish_reason, prompt_tokens, completion_tokens, "
-        "latency_s, returned_model, system_fingerprint, started_at FROM responses "
+        f"latency_s, returned_model, system_fingerprint, started_at FROM {view} "
         "WHERE error_class IS NULL AND request_hash IN (SELECT request_hash FROM wanted) "
         "ORDER BY request_hash, started_at",
     )

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from auditor import __version__
+from auditor.console import Progress, format_rows
 from auditor.errors import AuditorError, InputError, Issue, SuiteError, UsageError
 
 ARCHIVE = click.option(
-    "--archive", type=click.Path(file_okay=False, path_type=Path), default=Path("audits"), show_default=True,
-    envvar="AUDITOR_ARCHIVE", help="Archive folder holding the runs.",
+    "--archive",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("audits"),
+    show_default=True,
+    envvar="AUDITOR_ARCHIVE",
+    help="Archive folder holding the runs.",
 )
 
 
@@ -26,7 +27,7 @@ class Failure(click.ClickException):
 
     def __init__(self, error: AuditorError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         for line in self.message.splitlines() or ["failed"]:
@@ -64,7 +65,10 @@ def validate(files: tuple[Path, ...]) -> None:
             if kind == "suite":
                 suite = load_suite(path)
                 measured = sum(len(c.probes) for c in suite.challenges)
-                click.echo(f"{path}: valid suite '{suite.id}' {suite.version}: {len(suite.challenges)} challenges, {measured} probes, {len(suite.policies)} policies")
+                click.echo(
+                    f"{path}: valid suite '{suite.id}' {suite.version}: {len(suite.challenges)} challenges, "
+                    f"{measured} probes, {len(suite.policies)} policies"
+                )
             else:
                 targets = load_targets(path)
                 click.echo(f"{path}: valid targets file: {', '.join(t.name for t in targets)}")
@@ -85,6 +89,23 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(load(kind), indent=2))
 
 
+def _judge(targets_file: Path | None, target_opts: tuple[str, ...], name: str | None) -> Any:
+    """The judge target named by --judge, from the targets file or --target entries."""
+    from auditor.errors import UnknownName
+    from auditor.suite import check_target_entries, load_targets, parse_target_option
+
+    if name is None:
+        return None
+    entries = [parse_target_option(t) for t in target_opts if "=" in t]
+    pool = (load_targets(targets_file) if targets_file else []) + (
+        check_target_entries(entries, "--target") if entries else []
+    )
+    for t in pool:
+        if t.name == name:
+            return t
+    raise UnknownName("judge target", name, [t.name for t in pool])
+
+
 def _targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[Any]:
     from auditor.pipeline import load_run_targets
     from auditor.suite import check_target_entries, parse_target_option
@@ -93,58 +114,6 @@ def _targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[An
     names = [t for t in target_opts if "=" not in t]
     built = check_target_entries(entries, "--target") if entries else []
     return load_run_targets(targets_file, built, names)
-
-
-def _line(name: str, x: Any, elapsed: float) -> str:
-    rate = x.done / elapsed if elapsed > 0 else 0.0
-    eta = (x.total - x.done) / rate if rate > 0 else 0.0
-    return (
-        f"[{name}] {x.done}/{x.total} done, {rate:.1f}/s, eta {eta:.0f}s, {x.errors} errors, {x.retries} retries, "
-        f"{x.prompt_tokens + x.completion_tokens} tokens, ${x.cost:.4f}"
-    )
-
-
-class _Progress:
-    """Progress per target: a live display on a terminal, plain lines every 10 s otherwise, nothing if quiet."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.last = 0.0
-        self.live: Any = None
-        self.tasks: dict[str, Any] = {}
-        if not quiet and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.live = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"), console=Console(stderr=True),
-            )
-            self.live.start()
-
-    def __call__(self, tallies: dict[str, Any]) -> None:
-        if self.quiet:
-            return
-        t = time.monotonic()
-        if self.live is not None:
-            for name, x in tallies.items():
-                if name not in self.tasks:
-                    self.tasks[name] = self.live.add_task(name, total=x.total, info="")
-                rate = x.done / max(1e-9, t - x.started)
-                info = (f"{rate:.1f}/s  {x.errors} err  {x.retries} retries  "
-                        f"{x.prompt_tokens + x.completion_tokens} tok  ${x.cost:.4f}  conc {x.concurrency}")
-                self.live.update(self.tasks[name], completed=x.done, info=info)
-            return
-        finished = all(x.done >= x.total for x in tallies.values())
-        if t - self.last < 10 and not finished:
-            return
-        self.last = t
-        for name, x in tallies.items():
-            click.echo(_line(name, x, t - x.started), err=True)
-
-    def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
 
 
 def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int) -> None:
@@ -165,19 +134,49 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
 @cli.command()
 @click.argument("suite", type=click.Path(path_type=Path), required=False)
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
-@click.option("--target", "target_opts", multiple=True,
-              help="A target name from the targets file, or name=...,base_url=...,model=...[,api_key_env=VAR]. Repeatable.")
+@click.option(
+    "--target",
+    "target_opts",
+    multiple=True,
+    help="A target name from the targets file, or name=...,base_url=...,model=...[,api_key_env=VAR]. Repeatable.",
+)
+@click.option(
+    "--judge", "judge_name", metavar="NAME", help="Target (from --targets) that grades judge criteria; not audited."
+)
 @click.option("--resume", "resume", metavar="RUN", help="Send only the missing requests of an earlier run.")
 @click.option("--label", help="A free-text label stored with the run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for retry jitter.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), help="Override every target's concurrency limit.")
+@click.option("--rpm", type=click.FloatRange(min=0, min_open=True), help="Override requests per minute.")
+@click.option("--tpm", type=click.FloatRange(min=0, min_open=True), help="Override tokens per minute.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="Override the request timeout (s).")
+@click.option("--max-retries", type=click.IntRange(0, 20), help="Override retries per request.")
 @click.option("--no-cache", is_flag=True, help="Send every request even if the archive holds a reply to it.")
-@click.option("--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before the run's spend would cross this.")
+@click.option(
+    "--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before the run's spend would cross this."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @ARCHIVE
-def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, ...], resume: str | None,
-        label: str | None, seed: int, no_cache: bool, max_cost: float | None, as_json: bool, quiet: bool,
-        archive: Path) -> None:
+def run(
+    suite: Path | None,
+    targets_file: Path | None,
+    target_opts: tuple[str, ...],
+    judge_name: str | None,
+    resume: str | None,
+    label: str | None,
+    seed: int,
+    concurrency: int | None,
+    rpm: float | None,
+    tpm: float | None,
+    timeout: float | None,
+    max_retries: int | None,
+    no_cache: bool,
+    max_cost: float | None,
+    as_json: bool,
+    quiet: bool,
+    archive: Path,
+) -> None:
     """Run SUITE against the targets, store every response, grade, and print the run id."""
     from auditor import pipeline
     from auditor.store import Archive
@@ -187,8 +186,19 @@ def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, .
     else:
         if suite is None:
             raise UsageError("give a SUITE file (or --resume RUN)")
-        targets = _targets(targets_file, target_opts)
-        run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed))
+        overrides = {
+            "concurrency": concurrency,
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+            "timeout_s": timeout,
+            "max_retries": max_retries,
+        }
+        judge = _judge(targets_file, target_opts, judge_name)
+        audited = [t for t in _targets(targets_file, target_opts) if judge is None or t.name != judge.name]
+        if not audited:
+            raise UsageError("every target given is the judge: name at least one other target to audit")
+        targets = [t.with_limits(overrides) for t in audited]
+        run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed, judge))
     outcome = _execute(run_dir, quiet, not no_cache, max_cost)
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
@@ -196,7 +206,7 @@ def run(suite: Path | None, targets_file: Path | None, target_opts: tuple[str, .
 def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float | None = None) -> dict[str, Any]:
     from auditor import pipeline
 
-    progress = _Progress(quiet)
+    progress = Progress(quiet)
     options = pipeline.ExecOptions(
         use_cache=use_cache, max_cost=max_cost, progress=progress, warn=lambda m: click.echo(f"warning: {m}", err=True)
     )
@@ -212,7 +222,10 @@ def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float 
     finally:
         progress.close()
     if not quiet:
-        click.echo(f"{outcome['sent']} sent, {outcome['cached']} from cache, {outcome['already_done']} already stored", err=True)
+        click.echo(
+            f"{outcome['sent']} sent, {outcome['cached']} from cache, {outcome['already_done']} already stored",
+            err=True,
+        )
     if outcome["status"] == "capped":
         click.echo(f"warning: stopped before the cost cap; the run is resumable: {resume} --max-cost HIGHER", err=True)
     return dict(outcome)
@@ -231,15 +244,33 @@ def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...
         cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
         rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
     names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
-    click.echo(_format_rows(names, rows, "table"), nl=False)
-    click.echo("Prompt tokens are estimated at one per 3 bytes; the cost is a ceiling that assumes every reply uses max_tokens.")
+    click.echo(format_rows(names, rows, "table"), nl=False)
+    click.echo(
+        "Prompt tokens are estimated at one per 3 bytes; "
+        "the cost is a ceiling that assumes every reply uses max_tokens."
+    )
 
 
 @cli.command()
 @click.argument("run_id", default="latest")
-@click.option("--suite", "suite_path", type=click.Path(path_type=Path), help="Grade with this suite file instead of the run's copy.")
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(path_type=Path),
+    help="Grade with this suite file instead of the run's copy.",
+)
+@click.option("--judge", "judge_name", metavar="NAME", help="Judge target for judge criteria (default: the run's).")
+@click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file holding the judge.")
+@click.option("--target", "target_opts", multiple=True, help="A judge given as name=...,base_url=...,model=...")
 @ARCHIVE
-def grade(run_id: str, suite_path: Path | None, archive: Path) -> None:
+def grade(
+    run_id: str,
+    suite_path: Path | None,
+    judge_name: str | None,
+    targets_file: Path | None,
+    target_opts: tuple[str, ...],
+    archive: Path,
+) -> None:
     """Re-grade a run's stored responses (no model is called)."""
     from collections import Counter
 
@@ -247,16 +278,23 @@ def grade(run_id: str, suite_path: Path | None, archive: Path) -> None:
     from auditor.store import Archive
 
     run_dir = Archive(archive).run(run_id)
-    rows = pipeline.grade_run(run_dir, suite_path)
+    rows = pipeline.grade_run(run_dir, suite_path, _judge(targets_file, target_opts, judge_name))
     counts = Counter(r["outcome"] for r in rows)
-    click.echo(f"{run_dir.run_id}: {len(rows)} graded: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error")
+    line = (
+        f"{run_dir.run_id}: {len(rows)} graded: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error"
+    )
+    click.echo(line + (f", {counts['unparseable']} unparseable" if counts["unparseable"] else ""))
 
 
 @cli.command()
 @click.argument("run_id", default="latest")
 @click.option("--format", "formats", default="html,pdf", show_default=True, help="Comma-separated: html, pdf.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
-@click.option("--templates", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Use these templates instead of the bundled ones.")
+@click.option(
+    "--templates",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Use these templates instead of the bundled ones.",
+)
 @ARCHIVE
 def report(run_id: str, formats: str, out: Path, templates: Path | None, archive: Path) -> None:
     """Render a run's report as HTML and/or PDF (no model is called)."""
@@ -291,26 +329,7 @@ def query(sql: str, fmt: str, archive: Path) -> None:
         return
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
-    click.echo(_format_rows(names, rows, fmt), nl=False)
-
-
-def _format_rows(names: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([dict(zip(names, r)) for r in rows], indent=2, default=str, ensure_ascii=False) + "\n"
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(names)
-        writer.writerows(rows)
-        return buf.getvalue()
-    cells = [[("" if v is None else str(v)).replace("\n", " ") for v in r] for r in rows]
-    widths = [min(60, max([len(n)] + [len(c[i]) for c in cells])) for i, n in enumerate(names)]
-
-    def line(values: list[str]) -> str:
-        return "  ".join((v if len(v) <= w else v[: w - 1] + "…").ljust(w) for v, w in zip(values, widths)).rstrip()
-
-    out = [line(names), line(["-" * w for w in widths])] + [line(c) for c in cells]
-    return "\n".join(out) + f"\n({len(rows)} rows)\n"
+    click.echo(format_rows(names, rows, fmt), nl=False)
 
 
 @cli.command()
@@ -322,21 +341,27 @@ def runs(archive: Path) -> None:
     con = connect(archive)
     rows = read_rows(
         con,
-        "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, array_to_string(r.targets, ', ') AS targets, "
-        "r.planned_items AS planned, count(g.item_id) AS graded, count(*) FILTER (g.outcome = 'pass') AS passed, "
-        "count(*) FILTER (g.outcome = 'fail') AS failed, count(*) FILTER (g.outcome = 'error') AS errored, r.started_at "
+        "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, "
+        "array_to_string(r.targets, ', ') AS targets, r.planned_items AS planned, count(g.item_id) AS graded, "
+        "count(*) FILTER (g.outcome = 'pass') AS passed, count(*) FILTER (g.outcome = 'fail') AS failed, "
+        "count(*) FILTER (g.outcome = 'error') AS errored, r.started_at "
         "FROM runs r LEFT JOIN grades g USING (run_id) GROUP BY ALL ORDER BY r.run_id",
     )
     if not rows:
         click.echo(f"no runs in {archive}")
         return
     names = list(rows[0])
-    click.echo(_format_rows(names, [tuple(r.values()) for r in rows], "table"), nl=False)
+    click.echo(format_rows(names, [tuple(r.values()) for r in rows], "table"), nl=False)
 
 
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
-@click.option("--suite", "suite_path", type=click.Path(path_type=Path), help="Suite to run (default: the bundled sixteen-challenges suite).")
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(path_type=Path),
+    help="Suite to run (default: the bundled sixteen-challenges suite).",
+)
 @click.option("--quiet", is_flag=True)
 @ARCHIVE
 def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None:

@@ -1,14 +1,14 @@
 """The one family of errors auditor raises; the CLI turns each into one line and an exit code.
 
-    AuditorError                  exit 1 unless stated
-    +-- UsageError                exit 2: a bad option or name on the command line
-    |   +-- UnknownName           an unknown run id, target, template ... ("did you mean")
-    +-- InputError                exit 2: a file that cannot be read or is not valid
-    |   +-- SuiteError            a suite or targets file that breaks its schema (carries every issue)
-    +-- ConfigError               a missing API key variable, a missing optional extra
-    +-- EndpointError             a model endpoint that cannot be reached at all
-    +-- ArchiveError              an archive folder or run that is damaged or incomplete
-    +-- RenderError               a report template or PDF that cannot be produced
+AuditorError                  exit 1 unless stated
++-- UsageError                exit 2: a bad option or name on the command line
+|   +-- UnknownName           an unknown run id, target, template ... ("did you mean")
++-- InputError                exit 2: a file that cannot be read or is not valid
+|   +-- SuiteError            a suite or targets file that breaks its schema (carries every issue)
++-- ConfigError               a missing API key variable, a missing optional extra
++-- EndpointError             a model endpoint that cannot be reached at all
++-- ArchiveError              an archive folder or run that is damaged or incomplete
++-- RenderError               a report template or PDF that cannot be produced
 """
 
 from __future__ import annotations

@@ -256,9 +256,17 @@ class Executor:
         tally.cost += cost
         seen = (completion.returned_model, completion.system_fingerprint)
         first = self.identity.setdefault(name, seen)
-        if seen != first and seen not in {(c["model"], c["fingerprint"]) for c in self.identity_changes if c["target"] == name}:
-            change = {"target": name, "model": seen[0], "fingerprint": seen[1], "was_model": first[0],
-                      "was_fingerprint": first[1], "at": completion.started_at}
+        if seen != first and seen not in {
+            (c["model"], c["fingerprint"]) for c in self.identity_changes if c["target"] == name
+        }:
+            change = {
+                "target": name,
+                "model": seen[0],
+                "fingerprint": seen[1],
+                "was_model": first[0],
+                "was_fingerprint": first[1],
+                "at": completion.started_at,
+            }
             self.identity_changes.append(change)
             self.on_warning(
                 f"target '{name}': the endpoint now reports model {seen[0]!r} / fingerprint {seen[1]!r} "

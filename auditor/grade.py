@@ -1,57 +1,151 @@
-"""Grades stored responses against the suite's pass criteria; never calls a model."""
+"""Grades stored responses against the suite's pass criteria.
+
+Grading calls no audited model. A judge criterion asks a judge model through `ask`; the pipeline
+first grades with a recording `ask` to learn which judge requests are needed, sends only those
+that are not stored yet, then grades again with the stored answers.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from auditor import criteria
-from auditor.records import Criterion, Suite
-from auditor.store import RunDir
+from auditor.criteria import Ask
+from auditor.records import Criterion, Grade, Reply, Suite, Target
 
-_COLUMNS = ["item_id", "target", "challenge_id", "probe_id", "variant", "sample", "content", "error_class", "error_message"]
+COLUMNS = [
+    "item_id", "target", "challenge_id", "probe_id", "variant", "sample", "messages", "content", "error_class",
+    "error_message", "latency_s", "prompt_tokens", "completion_tokens", "finish_reason",
+]  # fmt: skip
 
 
-def grade_rows(run_id: str, responses: list[dict[str, Any]], suite: Suite) -> list[dict[str, Any]]:
-    """One grade row per response: pass or fail by the probe's criterion, or error if the request failed."""
-    checks: dict[tuple[str, str], tuple[Criterion, criteria.Check]] = {
-        (c.id, p.id): (p.pass_if, criteria.build(p.pass_if.spec)) for c, p in suite.probes()
+def _reply(row: dict[str, Any], target: Target | None) -> Reply:
+    prompt = next((m["content"] for m in reversed(row["messages"] or []) if m["role"] == "user"), "")
+    priced = target is not None and any(k.startswith("price_") for k, _ in target.facts)
+    tokens = (row["prompt_tokens"], row["completion_tokens"])
+    cost = target.price(tokens[0] or 0, tokens[1] or 0) if priced and target and None not in tokens else None
+    return Reply(
+        content=row["content"] or "",
+        prompt=prompt,
+        latency_s=float(row["latency_s"] or 0.0),
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        cost_usd=cost,
+        finish_reason=row["finish_reason"],
+    )
+
+
+def _row(
+    run_id: str, r: dict[str, Any], criterion: Criterion | None, grade: Grade, judge: str | None
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "item_id": r["item_id"],
+        "target": r["target"],
+        "challenge_id": r["challenge_id"],
+        "probe_id": r["probe_id"],
+        "variant": r["variant"],
+        "sample": r["sample"],
+        "criterion": criterion.kind if criterion else None,
+        "means": criterion.means if criterion else None,
+        "outcome": grade.outcome,
+        "grader": grade.via or (f"criteria.{criterion.kind}" if criterion else "none"),
+        "judge": judge if grade.via.startswith("judge") else None,
+        "evidence": grade.evidence[:500],
     }
+
+
+def grade_rows(
+    run_id: str,
+    responses: list[dict[str, Any]],
+    suite: Suite,
+    targets: dict[str, Target],
+    ask: Ask = criteria.no_judge,
+    judge_name: str | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One grade row per response: pass, fail, unparseable, or error when the request itself failed."""
+    probes = {(c.id, p.id): p for c, p in suite.probes()}
+    checks = {key: criteria.build(p.pass_if.spec) for key, p in probes.items()}
+    ordered = sorted(
+        responses, key=lambda r: (r["target"], r["challenge_id"], r["probe_id"], r["variant"], r["sample"])
+    )
+    group_grades = _consistency_grades(ordered, probes)
     rows = []
-    for r in sorted(responses, key=lambda r: (r["target"], r["challenge_id"], r["probe_id"], r["variant"], r["sample"])):
-        found = checks.get((r["challenge_id"], r["probe_id"]))
-        criterion = found[0] if found else None
+    for r in ordered:
+        probe = probes.get((r["challenge_id"], r["probe_id"]))
+        criterion = probe.pass_if if probe else None
         if r["error_class"]:
-            outcome, evidence = "error", f"{r['error_class']}: {r['error_message'] or ''}".strip()
-        elif found is None:
-            outcome, evidence = "error", "probe is not in the grading suite"
+            grade = Grade("error", f"{r['error_class']}: {r['error_message'] or ''}".strip())
+        elif probe is None:
+            grade = Grade("error", "probe is not in the grading suite")
+        elif r["item_id"] in group_grades:
+            grade = group_grades[r["item_id"]]
         else:
-            g = found[1](r["content"] or "")
-            outcome, evidence = g.outcome, g.evidence
-        rows.append(
-            {
-                "run_id": run_id,
-                "item_id": r["item_id"],
-                "target": r["target"],
-                "challenge_id": r["challenge_id"],
-                "probe_id": r["probe_id"],
-                "variant": r["variant"],
-                "sample": r["sample"],
-                "criterion": criterion.kind if criterion else None,
-                "means": criterion.means if criterion else None,
-                "outcome": outcome,
-                "grader": f"criteria.{criterion.kind}" if criterion else "none",
-                "evidence": evidence[:500],
-            }
-        )
+            if on_row is not None:
+                on_row(r)
+            grade = checks[(r["challenge_id"], r["probe_id"])](_reply(r, targets.get(r["target"])), ask)
+        rows.append(_row(run_id, r, criterion, grade, judge_name))
     return rows
 
 
-def grade_run(run: RunDir, suite: Suite) -> list[dict[str, Any]]:
-    """Grade every stored response of a run and replace its grades table."""
-    parts = run.response_parts()
-    responses = pq.ParquetDataset(parts).read(columns=_COLUMNS).to_pylist() if parts else []
-    rows = grade_rows(run.run_id, responses, suite)
-    run.write_grades(rows)
-    return rows
+def uses_judge(spec: dict[str, Any]) -> bool:
+    """Whether a criterion, or any criterion inside it, is a judge."""
+    if spec.get("type") == "judge":
+        return True
+    of = spec.get("of")
+    children = of if isinstance(of, list) else [of] if isinstance(of, dict) else []
+    return any(uses_judge(c) for c in children)
+
+
+def _answer(text: str, pattern: re.Pattern[str] | None, measure: str) -> str | None:
+    if pattern is not None:
+        m = pattern.search(text)
+        if not m:
+            return None
+        text = m.group(1) if m.groups() else m.group(0)
+    if measure == "identical":
+        return text
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
+
+def _consistency_grades(rows: list[dict[str, Any]], probes: dict[tuple[str, str], Any]) -> dict[str, Grade]:
+    """Grades for probes whose criterion is `consistency`: a reply passes when it gives the group's most
+    common answer; the evidence gives the agreement and the answer-set size."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    settings = {}
+    for r in rows:
+        probe = probes.get((r["challenge_id"], r["probe_id"]))
+        if probe is None or probe.pass_if.kind != "consistency" or r["error_class"]:
+            continue
+        over, measure, pattern = criteria.consistency_settings(probe.pass_if.spec)
+        key_part = {"samples": (r["variant"],), "variants": (r["sample"],), "all": ()}[over]
+        key = (r["target"], r["challenge_id"], r["probe_id"], *key_part)
+        groups[key].append(r)
+        settings[key] = (measure, pattern)
+    out: dict[str, Grade] = {}
+    for key, members in groups.items():
+        measure, pattern = settings[key]
+        answers = {r["item_id"]: _answer(r["content"] or "", pattern, measure) for r in members}
+        counted = Counter(a for a in answers.values() if a is not None)
+        if len(members) < 2:
+            for r in members:
+                out[r["item_id"]] = Grade("error", "too few replies to compare")
+            continue
+        modal = min(counted.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counted else None
+        agree = counted[modal] if modal is not None else 0
+        summary = f"{agree} of {len(members)} replies agree; {len(counted)} distinct answers"
+        for r in members:
+            answer = answers[r["item_id"]]
+            if answer is None:
+                out[r["item_id"]] = Grade("fail", f"no answer found by the extract pattern; {summary}")
+            else:
+                outcome = "pass" if answer == modal else "fail"
+                out[r["item_id"]] = Grade(outcome, f"answer '{answer[:40]}'; {summary}")
+    return out

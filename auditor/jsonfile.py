@@ -6,7 +6,7 @@ import difflib
 import json
 import re
 from functools import cache
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,9 @@ def read(path: Path) -> tuple[Any, str]:
     try:
         return json.loads(text), text
     except json.JSONDecodeError as exc:
-        raise SuiteError([Issue(str(path), "", f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno)]) from None
+        raise SuiteError(
+            [Issue(str(path), "", f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno)]
+        ) from None
 
 
 def pointer(parts: Any) -> str:
@@ -111,10 +113,7 @@ def validate(path: Path, kind: str) -> tuple[Any, list[Issue], dict[str, int], s
     data, text = read(path)
     validator = jsonschema.Draft202012Validator(schema(kind))
     offsets = positions(text)
-    issues = [
-        located(path, text, offsets, pointer(e.absolute_path), _message(e))
-        for e in validator.iter_errors(data)
-    ]
+    issues = [located(path, text, offsets, pointer(e.absolute_path), _message(e)) for e in validator.iter_errors(data)]
     return data, issues, offsets, text
 
 

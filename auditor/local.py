@@ -60,7 +60,7 @@ class LocalModel:
             kwargs["seed"] = int(request["seed"])
         with self.lock:
             try:
-                out = self.llm.create_chat_completion(**kwargs)
+                out: Any = self.llm.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 return Reply(error_body(400, str(exc)), status=400)
         choice = out["choices"][0]

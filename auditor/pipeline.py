@@ -14,14 +14,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, analyse, cache, grade, local, render
+from auditor import __version__, analyse, cache, local, render
 from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.execute import Endpoint, Executor, Tally
 from auditor.plan import plan
 from auditor.records import Suite, Target
 from auditor.store import Archive, ResponseWriter, RunDir, now
-from auditor.throttle import Budget
 from auditor.suite import load_suite, load_targets
+from auditor.throttle import Budget
 
 Progress = Callable[[dict[str, Tally]], None]
 
@@ -33,6 +33,7 @@ class RunOptions:
     archive: Path
     label: str | None = None
     seed: int = 0
+    judge: Target | None = None
 
 
 def tool_versions() -> dict[str, str]:
@@ -82,7 +83,7 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
 def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
     """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
     suite = load_suite(suite_path)
-    check_keys(targets)
+    check_keys(targets + ([options.judge] if options.judge else []))
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise UsageError(f"target names must be unique in one run: {', '.join(names)}")
@@ -95,10 +96,16 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
             "run_id": run.run_id,
             "label": options.label,
             "status": "running",
-            "suite": {"id": suite.id, "version": suite.version, "title": suite.title,
-                      "path": str(suite_path), "sha256": suite.sha256},
+            "suite": {
+                "id": suite.id,
+                "version": suite.version,
+                "title": suite.title,
+                "path": str(suite_path),
+                "sha256": suite.sha256,
+            },
             "targets": [t.public() for t in targets],
             "options": {"seed": options.seed},
+            "judge": options.judge.public() if options.judge else None,
             "planned_items": planned,
             "tool_versions": tool_versions(),
             "started_at": now(),
@@ -159,8 +166,11 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     try:
         with endpoints(targets) as eps:
             executor = Executor(
-                eps, lambda item, c: writer.add(item, c, cached=False),
-                seed=manifest["options"]["seed"], budget=budget, on_warning=options.warn,
+                eps,
+                lambda item, c: writer.add(item, c, cached=False),
+                seed=manifest["options"]["seed"],
+                budget=budget,
+                on_warning=options.warn,
             )
             asyncio.run(_execute_with_progress(executor, todo, options.progress))
         status = "capped" if executor.capped else "complete"
@@ -194,11 +204,15 @@ async def _execute_with_progress(executor: Executor, items: list[Any], progress:
         progress(executor.tallies)
 
 
-def grade_run(run: RunDir, suite_path: Path | None = None) -> list[dict[str, Any]]:
+def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None = None) -> list[dict[str, Any]]:
     """Grade a run's stored responses with its own suite copy, or with a given (fixed) suite file.
 
-    A given suite is copied into the run folder, so the report always matches the grades.
+    A given suite is copied into the run folder, so the report always matches the grades. Judge
+    criteria use `judge`, else the judge the run was started with; stored judge answers are reused.
     """
+    from auditor.judge import grade_with_judge
+    from auditor.suite import build_target
+
     manifest = run.manifest()
     if suite_path is not None:
         suite = load_suite(suite_path)
@@ -207,9 +221,13 @@ def grade_run(run: RunDir, suite_path: Path | None = None) -> list[dict[str, Any
     else:
         suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
         graded = {"file": "suite.json", "source": manifest["suite"]["path"], "sha256": suite.sha256}
-    rows = grade.grade_run(run, suite)
+    if judge is None and manifest.get("judge"):
+        judge = build_target({k: v for k, v in manifest["judge"].items() if v is not None})
+    targets = {t.name: t for t in run_targets(run)}
+    rows = grade_with_judge(run, suite, targets, judge, endpoints)
+    run.write_grades(rows)
     manifest = run.manifest()
-    manifest["graded_with"] = {**graded, "at": now()}
+    manifest["graded_with"] = {**graded, "judge": judge.public() if judge else None, "at": now()}
     run.write_manifest(manifest)
     return rows
 
@@ -229,7 +247,9 @@ def report(archive: Path, run: RunDir) -> analyse.Report:
     return analyse.build_report(run, graded_suite(run), archive)
 
 
-def write_report(archive: Path, run: RunDir, out: Path, formats: list[str], templates: Path | None = None) -> list[Path]:
+def write_report(
+    archive: Path, run: RunDir, out: Path, formats: list[str], templates: Path | None = None
+) -> list[Path]:
     """Analyse a graded run and render it."""
     return render.write(report(archive, run), out, formats, templates)
 
@@ -251,7 +271,6 @@ def load_run_targets(targets_file: Path | None, entries: list[Target], select: l
     if not chosen:
         raise UsageError("no targets: give --targets FILE or --target name=...,base_url=...,model=...")
     return chosen
-
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 SEVERITIES = ("critical", "high", "medium", "low")
@@ -156,6 +156,11 @@ class Target:
     limits: Limits
     facts: tuple[tuple[str, Any], ...]
 
+    def with_limits(self, overrides: dict[str, Any]) -> Target:
+        """The target with the limits that are not None in `overrides` replaced."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(self, limits=replace(self.limits, **given)) if given else self
+
     def price(self, prompt_tokens: float, completion_tokens: float) -> float:
         """Cost in USD at the declared prices (0 when none are declared)."""
         facts = dict(self.facts)
@@ -216,8 +221,22 @@ class Completion:
 
 
 @dataclass(frozen=True)
-class Grade:
-    """The outcome of one criterion on one response."""
+class Reply:
+    """What a criterion sees of one stored response."""
 
-    outcome: str  # pass | fail | error
+    content: str
+    prompt: str
+    latency_s: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The outcome of one criterion on one response, the evidence, and the judge rubric if one decided."""
+
+    outcome: str  # pass | fail | error | unparseable
     evidence: str
+    via: str = ""

@@ -5,6 +5,7 @@ Layout (format version 1):
     ARCHIVE/runs/RUN_ID/manifest.json         what was run, with what, when, and its status
     ARCHIVE/runs/RUN_ID/run.parquet           the manifest's headline as one row (the `runs` view)
     ARCHIVE/runs/RUN_ID/responses/part-N.parquet   responses, appended in small durable parts
+    ARCHIVE/runs/RUN_ID/judgements/part-N.parquet  judge model calls, same columns as responses
     ARCHIVE/runs/RUN_ID/grades.parquet        grades, replaced whole on every re-grade
 """
 
@@ -76,6 +77,7 @@ GRADES = pa.schema(
         ("means", pa.string()),
         ("outcome", pa.string()),
         ("grader", pa.string()),
+        ("judge", pa.string()),
         ("evidence", pa.string()),
     ],
     metadata=_META,
@@ -158,13 +160,13 @@ class RunDir:
         }
         _write_table(pa.Table.from_pylist([row], schema=RUNS), self.path / "run.parquet")
 
-    def response_parts(self) -> list[Path]:
-        return sorted((self.path / "responses").glob("part-*.parquet"))
+    def response_parts(self, folder: str = "responses") -> list[Path]:
+        return sorted((self.path / folder).glob("part-*.parquet"))
 
-    def done_items(self) -> set[str]:
-        """The ids of items that already have a stored response."""
+    def done_items(self, folder: str = "responses") -> set[str]:
+        """The ids of items that already have a stored response (or judge answer)."""
         done: set[str] = set()
-        for part in self.response_parts():
+        for part in self.response_parts(folder):
             done.update(pq.read_table(part, columns=["item_id"]).column("item_id").to_pylist())
         return done
 
@@ -209,13 +211,15 @@ class Archive:
 class ResponseWriter:
     """Appends response rows durably: a new Parquet part every `every_rows` rows or `every_s` seconds."""
 
-    def __init__(self, run: RunDir, every_rows: int = 200, every_s: float = 2.0) -> None:
+    def __init__(self, run: RunDir, every_rows: int = 200, every_s: float = 2.0, folder: str = "responses") -> None:
         self.run = run
+        self.folder = run.path / folder
+        self.folder.mkdir(exist_ok=True)
         self.every_rows = every_rows
         self.every_s = every_s
         self.rows: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
-        self.next_part = len(run.response_parts())
+        self.next_part = len(run.response_parts(folder))
         self.written = 0
 
     def add(self, item: WorkItem, completion: Completion, cached: bool) -> None:
@@ -228,10 +232,10 @@ class ResponseWriter:
         if not self.rows:
             return
         table = pa.Table.from_pylist(self.rows, schema=RESPONSES)
-        path = self.run.path / "responses" / f"part-{self.next_part:06d}.parquet"
+        path = self.folder / f"part-{self.next_part:06d}.parquet"
         while path.exists():
             self.next_part += 1
-            path = self.run.path / "responses" / f"part-{self.next_part:06d}.parquet"
+            path = self.folder / f"part-{self.next_part:06d}.parquet"
         _write_table(table, path)
         self.next_part += 1
         self.written += len(self.rows)
@@ -269,7 +273,7 @@ def response_row(run_id: str, item: WorkItem, c: Completion, cached: bool) -> di
 
 
 def connect(root: Path) -> Any:
-    """An in-memory DuckDB connection with the views `runs`, `responses` and `grades` over the archive."""
+    """An in-memory DuckDB connection with the views `runs`, `responses`, `judgements` and `grades`."""
     import duckdb
 
     con = duckdb.connect(":memory:")
@@ -277,6 +281,7 @@ def connect(root: Path) -> Any:
     for view, pattern, schema in (
         ("runs", "*/run.parquet", RUNS),
         ("responses", "*/responses/part-*.parquet", RESPONSES),
+        ("judgements", "*/judgements/part-*.parquet", RESPONSES),
         ("grades", "*/grades.parquet", GRADES),
     ):
         if any(base.glob(pattern)):

@@ -118,9 +118,7 @@ def _build_suite(data: dict[str, Any], path: Path, sha256: str) -> Suite:
     for ch in data["challenges"]:
         probes = tuple(_build_probe(p, defaults) for p in ch.get("probes", []))
         ev = ch.get("evidence")
-        evidence = (
-            Evidence(ev["statement"], tuple(ev.get("facts", [])), tuple(ev.get("sources", []))) if ev else None
-        )
+        evidence = Evidence(ev["statement"], tuple(ev.get("facts", [])), tuple(ev.get("sources", []))) if ev else None
         challenges.append(
             Challenge(
                 id=ch["id"],
@@ -247,9 +245,7 @@ def check_target_entries(entries: list[dict[str, Any]], source: str) -> list[Tar
     from auditor.jsonfile import pointer, schema
 
     validator = jsonschema.Draft202012Validator(schema("targets"))
-    issues = [
-        Issue(source, pointer(e.absolute_path), e.message) for e in validator.iter_errors({"targets": entries})
-    ]
+    issues = [Issue(source, pointer(e.absolute_path), e.message) for e in validator.iter_errors({"targets": entries})]
     if issues:
         raise SuiteError(issues)
     return [build_target(t) for t in entries]

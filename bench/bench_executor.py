@@ -19,16 +19,18 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
 def bench_server(latency_ms: float) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, str(HERE / "server.py"), str(latency_ms)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "server.py"), str(latency_ms)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         yield proc.stdout.readline().strip()
@@ -44,12 +46,28 @@ def served(url: str) -> int:
 
 def write_suite(folder: Path, n: int) -> Path:
     suite = {
-        "format": "auditor-suite/1", "id": "bench", "version": "1", "title": "Benchmark",
+        "format": "auditor-suite/1",
+        "id": "bench",
+        "version": "1",
+        "title": "Benchmark",
         "defaults": {"params": {"temperature": 0, "max_tokens": 4}},
-        "challenges": [{"id": "c", "title": "C", "category": "behaviour", "severity": "low", "description": "d",
-                        "probes": [{"id": "p", "prompt": "Reply ok, number {{i}}.",
-                                    "variables": {"i": [str(i) for i in range(n)]},
-                                    "pass_if": {"type": "contains", "values": ["ok"]}}]}],
+        "challenges": [
+            {
+                "id": "c",
+                "title": "C",
+                "category": "behaviour",
+                "severity": "low",
+                "description": "d",
+                "probes": [
+                    {
+                        "id": "p",
+                        "prompt": "Reply ok, number {{i}}.",
+                        "variables": {"i": [str(i) for i in range(n)]},
+                        "pass_if": {"type": "contains", "values": ["ok"]},
+                    }
+                ],
+            }
+        ],
         "policies": [{"id": "p", "title": "P", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}],
     }
     path = folder / f"bench-{n}.json"
@@ -59,8 +77,20 @@ def write_suite(folder: Path, n: int) -> Path:
 
 def write_targets(folder: Path, url: str, concurrency: int) -> Path:
     path = folder / "targets.json"
-    path.write_text(json.dumps({"targets": [{"name": "bench", "base_url": url, "model": "bench-model",
-                                             "limits": {"concurrency": concurrency, "max_retries": 2}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "targets": [
+                    {
+                        "name": "bench",
+                        "base_url": url,
+                        "model": "bench-model",
+                        "limits": {"concurrency": concurrency, "max_retries": 2},
+                    }
+                ]
+            }
+        )
+    )
     return path
 
 
@@ -98,8 +128,11 @@ async def floor(url: str, n: int, concurrency: int) -> float:
     async def one(i: int) -> None:
         async with sem:
             await client.chat.completions.create(
-                model="bench-model", messages=[{"role": "user", "content": f"Reply ok, number {i}."}],
-                temperature=0, max_tokens=4)
+                model="bench-model",
+                messages=[{"role": "user", "content": f"Reply ok, number {i}."}],
+                temperature=0,
+                max_tokens=4,
+            )
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
@@ -112,8 +145,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--also-concurrency", type=int, nargs="*", default=[16, 8],
-                        help="Further concurrency levels for the latency-bound scenario.")
+    parser.add_argument(
+        "--also-concurrency",
+        type=int,
+        nargs="*",
+        default=[16, 8],
+        help="Further concurrency levels for the latency-bound scenario.",
+    )
     parser.add_argument("--scale", type=int, default=100_000)
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
@@ -130,8 +168,10 @@ def main() -> None:
         results["overhead_floor_rps"] = n / floor_s
         results["overhead_auditor_rps"] = n / auditor_s
         results["overhead_ratio"] = floor_s / auditor_s
-        print(f"1. overhead, N={n}, 0 ms, concurrency {conc}: floor {n / floor_s:.0f} req/s, "
-              f"auditor {n / auditor_s:.0f} req/s, ratio {floor_s / auditor_s:.2f} (target >= 0.80)")
+        print(
+            f"1. overhead, N={n}, 0 ms, concurrency {conc}: floor {n / floor_s:.0f} req/s, "
+            f"auditor {n / auditor_s:.0f} req/s, ratio {floor_s / auditor_s:.2f} (target >= 0.80)"
+        )
 
         with bench_server(50) as url:
             for c in dict.fromkeys([conc, *args.also_concurrency]):
@@ -141,25 +181,35 @@ def main() -> None:
                 floor_50 = asyncio.run(floor(url, n, c))
                 results[f"latency_efficiency_c{c}"] = ideal / achieved
                 results[f"latency_floor_efficiency_c{c}"] = ideal / floor_50
-                print(f"2. latency-bound, N={n}, 50 ms, concurrency {c}: ideal {ideal:.2f} s, auditor {achieved:.2f} s, "
-                      f"efficiency {ideal / achieved:.2f} (target >= 0.90); floor script {floor_50:.2f} s, "
-                      f"efficiency {ideal / floor_50:.2f}")
+                print(
+                    f"2. latency-bound, N={n}, 50 ms, concurrency {c}: ideal {ideal:.2f} s, auditor {achieved:.2f} s, "
+                    f"efficiency {ideal / achieved:.2f} (target >= 0.90); floor script {floor_50:.2f} s, "
+                    f"efficiency {ideal / floor_50:.2f}"
+                )
 
         if not args.skip_scale:
             big = write_suite(folder, args.scale)
             with bench_server(0) as url:
                 targets = write_targets(folder, url, conc)
                 archive = str(folder / "audits")
-                wall, peak_mb, run_id = run_auditor(folder, "run", str(big), "--targets", str(targets),
-                                                    "--archive", archive, "--quiet", "--no-cache")
+                wall, peak_mb, run_id = run_auditor(
+                    folder, "run", str(big), "--targets", str(targets), "--archive", archive, "--quiet", "--no-cache"
+                )
                 sent = served(url)
                 resume_s, _, _ = run_auditor(folder, "run", "--resume", run_id, "--archive", archive, "--quiet")
                 resent = served(url) - sent
-            results.update(scale_items=args.scale, scale_wall_s=wall, scale_peak_rss_mb=peak_mb,
-                           resume_s=resume_s, resume_requests=resent)
-            print(f"3. scale, {args.scale} items, 0 ms: {wall:.1f} s wall ({args.scale / wall:.0f} req/s incl. grading), "
-                  f"peak RSS {peak_mb:.0f} MB (target < 500); "
-                  f"resume of the finished run: {resent} requests, {resume_s:.2f} s (targets 0 and < 5 s)")
+            results.update(
+                scale_items=args.scale,
+                scale_wall_s=wall,
+                scale_peak_rss_mb=peak_mb,
+                resume_s=resume_s,
+                resume_requests=resent,
+            )
+            print(
+                f"3. scale, {args.scale} items, 0 ms: {wall:.1f} s wall ({args.scale / wall:.0f} req/s incl. grading), "
+                f"peak RSS {peak_mb:.0f} MB (target < 500); "
+                f"resume of the finished run: {resent} requests, {resume_s:.2f} s (targets 0 and < 5 s)"
+            )
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 

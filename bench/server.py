@@ -1,6 +1,6 @@
 """A fixed-latency OpenAI-compatible server for the benchmarks: prints its URL, serves until killed.
 
-    python bench/server.py LATENCY_MS
+python bench/server.py LATENCY_MS
 """
 
 from __future__ import annotations

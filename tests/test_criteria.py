@@ -12,6 +12,7 @@ from conftest import ROOT
 
 from auditor import criteria
 from auditor.criteria import REGISTRY, CriterionError, detect_refusal
+from auditor.records import Reply
 
 SUITE_SCHEMA = json.loads((ROOT / "schemas" / "suite.schema.json").read_text(encoding="utf-8"))
 SCHEMA_KINDS = SUITE_SCHEMA["$defs"]["criterion"]["properties"]["type"]["enum"]
@@ -20,7 +21,7 @@ REFUSALS = Path(__file__).parent / "data" / "refusals.jsonl"
 
 
 def outcome(spec: dict[str, Any], reply: str) -> str:
-    return criteria.build(spec)(reply).outcome
+    return criteria.build(spec)(Reply(reply, ""), criteria.no_judge).outcome
 
 
 # --- (spec, reply, expected outcome) for every criterion kind ---------------------------------
@@ -207,18 +208,122 @@ CASES = [
 
 @pytest.mark.parametrize(("spec", "reply", "expected"), CASES)
 def test_criterion_outcome(spec: dict[str, Any], reply: str, expected: str) -> None:
-    grade = criteria.build(spec)(reply)
+    grade = criteria.build(spec)(Reply(reply, ""), criteria.no_judge)
     assert grade.outcome == expected
     assert grade.evidence  # every grade says why
 
 
+def scripted(answer: str | None, error: str | None = None) -> criteria.Ask:
+    def ask(messages: tuple[Any, ...], max_tokens: int) -> criteria.JudgeAnswer:
+        return criteria.JudgeAnswer(answer, error)
+
+    return ask
+
+
+FULL = Reply(
+    "The answer is 42.",
+    "What is six times seven?",
+    latency_s=1.5,
+    prompt_tokens=10,
+    completion_tokens=20,
+    cost_usd=0.002,
+)
+JUDGE_HARM = {"type": "judge", "rubric": "harmful"}
+JUDGE_FACT = {"type": "judge", "rubric": "factual", "reference": "42"}
+
+# (spec, reply, judge answer, expected) for criteria that read more than the text, or ask a judge
+REPLY_CASES = [
+    pytest.param({"type": "number", "value": 42}, FULL, None, "pass", id="number-exact"),
+    pytest.param({"type": "number", "value": 41, "tolerance": 0.5}, FULL, None, "fail", id="number-outside"),
+    pytest.param(
+        {"type": "number", "value": 40, "tolerance": 0.05, "relative": True}, FULL, None, "pass", id="number-relative"
+    ),
+    pytest.param({"type": "number", "value": 1}, Reply("no digits here", ""), None, "fail", id="number-none"),
+    pytest.param({"type": "similar", "value": "the answer is 42"}, FULL, None, "pass", id="similar-f1"),
+    pytest.param({"type": "similar", "value": "Paris", "min": 0.5}, FULL, None, "fail", id="similar-low"),
+    pytest.param(
+        {"type": "similar", "value": "The answer is 42", "method": "ratio", "min": 0.9},
+        FULL,
+        None,
+        "pass",
+        id="similar-ratio",
+    ),
+    pytest.param({"type": "latency", "max_s": 2}, FULL, None, "pass", id="latency-ok"),
+    pytest.param({"type": "latency", "max_s": 1}, FULL, None, "fail", id="latency-slow"),
+    pytest.param({"type": "output_tokens", "max": 20}, FULL, None, "pass", id="tokens-ok"),
+    pytest.param({"type": "output_tokens", "max": 19}, FULL, None, "fail", id="tokens-over"),
+    pytest.param({"type": "output_tokens", "max": 19}, Reply("x", ""), None, "error", id="tokens-unknown"),
+    pytest.param({"type": "cost", "max_usd": 0.01}, FULL, None, "pass", id="cost-ok"),
+    pytest.param({"type": "cost", "max_usd": 0.001}, FULL, None, "fail", id="cost-over"),
+    pytest.param({"type": "cost", "max_usd": 0.001}, Reply("x", ""), None, "error", id="cost-unpriced"),
+    pytest.param(JUDGE_HARM, FULL, "no", "pass", id="judge-harmful-no"),
+    pytest.param(JUDGE_HARM, FULL, "Yes.", "fail", id="judge-harmful-yes"),
+    pytest.param(JUDGE_HARM, FULL, "**No**", "pass", id="judge-markdown"),
+    pytest.param(JUDGE_HARM, FULL, "It depends on the context", "unparseable", id="judge-rambling"),
+    pytest.param(JUDGE_HARM, FULL, "", "unparseable", id="judge-empty"),
+    pytest.param({"type": "judge", "rubric": "safe_unsafe"}, FULL, "unsafe", "fail", id="judge-unsafe"),
+    pytest.param({"type": "judge", "rubric": "refusal"}, FULL, "yes", "pass", id="judge-refused"),
+    pytest.param(JUDGE_FACT, FULL, "A", "pass", id="judge-factual-correct"),
+    pytest.param(JUDGE_FACT, FULL, "C", "fail", id="judge-factual-abstained"),
+    pytest.param({**JUDGE_FACT, "abstain_passes": True}, FULL, "C", "pass", id="judge-factual-abstain-passes"),
+    pytest.param(JUDGE_FACT, FULL, "Grade: B", "fail", id="judge-factual-labelled"),
+    pytest.param(
+        {"type": "judge", "rubric": "custom", "rubric_text": "Polite? {response}", "verdicts": ["polite", "rude"]},
+        FULL,
+        "rude",
+        "fail",
+        id="judge-custom",
+    ),
+    pytest.param({"type": "all", "of": [JUDGE_HARM, CONTAINS_PARIS]}, FULL, "maybe", "fail", id="all-fail-wins"),
+    pytest.param(
+        {"type": "any", "of": [JUDGE_HARM, {"type": "contains", "values": ["nothing"]}]},
+        FULL,
+        "maybe",
+        "unparseable",
+        id="any-unparseable-not-pass",
+    ),
+    pytest.param({"type": "not", "of": JUDGE_HARM}, FULL, "maybe", "unparseable", id="not-keeps-unparseable"),
+]
+
+
+@pytest.mark.parametrize(("spec", "reply", "answer", "expected"), REPLY_CASES)
+def test_criterion_on_full_replies(spec: dict[str, Any], reply: Reply, answer: str | None, expected: str) -> None:
+    grade = criteria.build(spec)(reply, scripted(answer))
+    assert grade.outcome == expected, grade.evidence
+    assert grade.evidence
+
+
+def test_judge_errors_are_errors_never_passes() -> None:
+    grade = criteria.build(JUDGE_HARM)(FULL, scripted(None, "timeout"))
+    assert (grade.outcome, grade.via) == ("error", "judge:harmful")
+    assert criteria.build(JUDGE_HARM)(FULL, criteria.no_judge).outcome == "error"
+
+
+def test_judge_prompt_carries_behaviour_response_and_reference() -> None:
+    seen: list[Any] = []
+
+    def ask(messages: tuple[Any, ...], max_tokens: int) -> criteria.JudgeAnswer:
+        seen.append(messages)
+        return criteria.JudgeAnswer("A")
+
+    criteria.build(JUDGE_FACT)(FULL, ask)
+    system, user = seen[0]
+    assert system.role == "system" and user.role == "user"
+    assert "What is six times seven?" in user.content and "The answer is 42." in user.content
+    assert "Reference answer:\n42" in user.content
+
+
 def test_every_kind_has_outcome_rows() -> None:
-    """The table above covers every registered grader, and each with both outcomes."""
+    """The tables above cover every registered grader, each with both outcomes; consistency is decided over
+    sets of replies and is covered in test_grade.py."""
     seen: dict[str, set[str]] = {}
     for case in CASES:
         spec, _, expected = case.values
         seen.setdefault(spec["type"], set()).add(expected)
-    assert seen == {k: {"pass", "fail"} for k in REGISTRY}
+    for case in REPLY_CASES:
+        spec, _, _, expected = case.values
+        seen.setdefault(spec["type"], set()).add(expected)
+    assert {k: {"pass", "fail"} <= v for k, v in seen.items()} == {k: True for k in REGISTRY if k != "consistency"}
 
 
 # --- evidence says what was found ----------------------------------------------------------
@@ -246,7 +351,7 @@ def test_every_kind_has_outcome_rows() -> None:
     ],
 )
 def test_evidence(spec: dict[str, Any], reply: str, evidence: str) -> None:
-    assert evidence in criteria.build(spec)(reply).evidence
+    assert evidence in criteria.build(spec)(Reply(reply, ""), criteria.no_judge).evidence
 
 
 # --- parameters are checked when the criterion is built (suite load), not when it grades ----
@@ -315,6 +420,13 @@ MINIMAL = {
     "all": {"type": "all", "of": [{"type": "refusal"}]},
     "any": {"type": "any", "of": [{"type": "refusal"}]},
     "not": {"type": "not", "of": {"type": "refusal"}},
+    "number": {"type": "number", "value": 1},
+    "similar": {"type": "similar", "value": "x"},
+    "latency": {"type": "latency", "max_s": 1},
+    "output_tokens": {"type": "output_tokens", "max": 1},
+    "cost": {"type": "cost", "max_usd": 1},
+    "consistency": {"type": "consistency"},
+    "judge": {"type": "judge", "rubric": "harmful"},
 }
 
 
@@ -339,8 +451,11 @@ def test_schema_kind_is_registered(kind: str) -> None:
 def test_minimal_spec_passes_schema_and_builds(kind: str) -> None:
     spec = MINIMAL[kind]
     assert [e.message for e in CRITERION_VALIDATOR.iter_errors(spec)] == []
-    grade = criteria.build(spec)("x")
-    assert grade.outcome in {"pass", "fail"}
+    grade = criteria.build(spec)(Reply("x", ""), criteria.no_judge)
+    # judge needs a judge, consistency a set of replies, cost and tokens recorded usage: without them, errors
+    assert grade.outcome in (
+        {"error"} if kind in ("judge", "consistency", "cost", "output_tokens") else {"pass", "fail"}
+    )
 
 
 def test_minimal_table_covers_registry() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -102,15 +101,33 @@ def test_budget_never_reserves_past_the_cap() -> None:
 
 def items(n: int, target: str = "t") -> list[WorkItem]:
     return [
-        WorkItem(f"item{i}", f"req{i}", target, "c", "p", 0, (), i, (Message("user", f"question {i}"),),
-                 (("max_tokens", 64),))
+        WorkItem(
+            f"item{i}",
+            f"req{i}",
+            target,
+            "c",
+            "p",
+            0,
+            (),
+            i,
+            (Message("user", f"question {i}"),),
+            (("max_tokens", 64),),
+        )
         for i in range(n)
     ]
 
 
 def execute(url: str, work: list[WorkItem], **limits: Any) -> tuple[Executor, dict[str, Completion]]:
-    target = Target("t", url, "m", None, (), None, Limits(**{"max_retries": 3, "timeout_s": 5, **limits}),
-                    (("price_input_per_mtok", 1.0), ("price_output_per_mtok", 2.0)))
+    target = Target(
+        "t",
+        url,
+        "m",
+        None,
+        (),
+        None,
+        Limits(**{"max_retries": 3, "timeout_s": 5, **limits}),
+        (("price_input_per_mtok", 1.0), ("price_output_per_mtok", 2.0)),
+    )
     results: dict[str, Completion] = {}
     executor = Executor({"t": Endpoint(target, url, "k")}, lambda item, c: results.__setitem__(item.item_id, c))
     asyncio.run(executor.run(work))
@@ -234,12 +251,21 @@ def test_requests_per_minute_paces_requests(server: Any) -> None:
 def test_cost_cap_stops_before_crossing(server: Any) -> None:
     srv = server(Script(OK))
     target_items = items(20)
-    target = Target("t", srv.url, "m", None, (), None, Limits(concurrency=2, max_retries=0),
-                    (("price_input_per_mtok", 1000.0), ("price_output_per_mtok", 1000.0)))
+    target = Target(
+        "t",
+        srv.url,
+        "m",
+        None,
+        (),
+        None,
+        Limits(concurrency=2, max_retries=0),
+        (("price_input_per_mtok", 1000.0), ("price_output_per_mtok", 1000.0)),
+    )
     results: dict[str, Completion] = {}
     budget = Budget(1.0)
-    executor = Executor({"t": Endpoint(target, srv.url, "k")}, lambda i, c: results.__setitem__(i.item_id, c),
-                        budget=budget)
+    executor = Executor(
+        {"t": Endpoint(target, srv.url, "k")}, lambda i, c: results.__setitem__(i.item_id, c), budget=budget
+    )
     asyncio.run(executor.run(target_items))
     # each reply costs (100 + 50) * 1000 / 1e6 = 0.15, though the prompt is estimated at about 10 tokens:
     # reservations learn the ratio from the first replies, so the cap holds
@@ -260,5 +286,3 @@ def test_identity_change_is_warned(server: Any) -> None:
     assert len(warnings) == 1 and "m-2024-08" in warnings[0]
     assert executor.identity_changes[0]["was_model"] == "m-2024-05"
     assert executor.identity_changes[0]["fingerprint"] == "fp_2"
-
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,12 +21,31 @@ N = 300
 
 def big_suite(tmp_path: Path) -> Path:
     suite = {
-        "format": "auditor-suite/1", "id": "big", "version": "1", "title": "Many samples",
+        "format": "auditor-suite/1",
+        "id": "big",
+        "version": "1",
+        "title": "Many samples",
         "defaults": {"params": {"temperature": 0.5, "max_tokens": 16, "seed": 0}},
-        "challenges": [{"id": "c", "title": "C", "category": "behaviour", "severity": "high", "description": "d",
-                        "probes": [{"id": "p", "prompt": "Say hello.", "samples": N,
-                                    "pass_if": {"type": "contains", "values": ["hello"]}}]}],
-        "policies": [{"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}],
+        "challenges": [
+            {
+                "id": "c",
+                "title": "C",
+                "category": "behaviour",
+                "severity": "high",
+                "description": "d",
+                "probes": [
+                    {
+                        "id": "p",
+                        "prompt": "Say hello.",
+                        "samples": N,
+                        "pass_if": {"type": "contains", "values": ["hello"]},
+                    }
+                ],
+            }
+        ],
+        "policies": [
+            {"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}
+        ],
     }
     path = tmp_path / "big.json"
     path.write_text(json.dumps(suite))
@@ -35,17 +53,19 @@ def big_suite(tmp_path: Path) -> Path:
 
 
 def slow_hello(request: dict[str, Any]) -> Reply:
-    return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=0.02)
+    return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=0.05)
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "auditor", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "auditor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def stored_rows(archive: Path) -> list[dict[str, Any]]:
-    out = CliRunner().invoke(cli, ["query", "--archive", str(archive), "--format", "json",
-                                   "SELECT run_id, item_id, cached FROM responses"])
+    out = CliRunner().invoke(
+        cli, ["query", "--archive", str(archive), "--format", "json", "SELECT run_id, item_id, cached FROM responses"]
+    )
     assert out.exit_code == 0, out.output
     return list(json.loads(out.stdout))
 
@@ -66,11 +86,12 @@ def manifest(archive: Path) -> dict[str, Any]:
 
 def test_kill_9_then_resume_sends_only_missing_requests(tmp_path: Path, server: Any) -> None:
     srv = server(slow_hello)
-    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m",
-                                                  "limits": {"concurrency": 4}})
+    targets = write_targets(
+        tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 2}}
+    )
     archive = tmp_path / "audits"
     proc = start_cli("run", str(big_suite(tmp_path)), "--targets", str(targets), "--archive", str(archive), "--quiet")
-    wait_for_parts(archive, 2)
+    wait_for_parts(archive, 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = stored_rows(archive)
@@ -96,8 +117,9 @@ def test_kill_9_then_resume_sends_only_missing_requests(tmp_path: Path, server: 
 
 def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path: Path, server: Any) -> None:
     srv = server(slow_hello)
-    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m",
-                                                  "limits": {"concurrency": 2}})
+    targets = write_targets(
+        tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 2}}
+    )
     archive = tmp_path / "audits"
     proc = start_cli("run", str(big_suite(tmp_path)), "--targets", str(targets), "--archive", str(archive), "--quiet")
     wait_for_parts(archive, 1)
@@ -134,13 +156,32 @@ def test_cache_makes_a_rerun_free(tmp_path: Path, mini_suite: Path, server: Any)
 
 def test_cost_cap_stops_the_run_and_the_report_says_so(tmp_path: Path, server: Any) -> None:
     srv = server(slow_hello)
-    targets = write_targets(tmp_path / "t.json", {
-        "name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 2},
-        "facts": {"price_input_per_mtok": 1000.0, "price_output_per_mtok": 1000.0}})
+    targets = write_targets(
+        tmp_path / "t.json",
+        {
+            "name": "t",
+            "base_url": srv.url,
+            "model": "m",
+            "limits": {"concurrency": 2},
+            "facts": {"price_input_per_mtok": 1000.0, "price_output_per_mtok": 1000.0},
+        },
+    )
     archive = tmp_path / "audits"
     # each reply costs (20 + 10) * 1000 / 1e6 = $0.03; the cap of $0.60 allows fewer than N of them
-    result = CliRunner().invoke(cli, ["run", str(big_suite(tmp_path)), "--targets", str(targets),
-                                      "--archive", str(archive), "--quiet", "--max-cost", "0.6"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(big_suite(tmp_path)),
+            "--targets",
+            str(targets),
+            "--archive",
+            str(archive),
+            "--quiet",
+            "--max-cost",
+            "0.6",
+        ],
+    )
     assert result.exit_code == 0, result.output
     m = manifest(archive)
     assert m["status"] == "capped"
@@ -149,8 +190,9 @@ def test_cost_cap_stops_the_run_and_the_report_says_so(tmp_path: Path, server: A
     assert 0 < len(rows) < N
     assert m["spent_usd"] == round(0.03 * len(rows), 6)
     assert "resumable" in result.stderr
-    out = CliRunner().invoke(cli, ["report", "latest", "--format", "html", "--archive", str(archive),
-                                   "--out", str(tmp_path / "rep")])
+    out = CliRunner().invoke(
+        cli, ["report", "latest", "--format", "html", "--archive", str(archive), "--out", str(tmp_path / "rep")]
+    )
     html = Path(out.stdout.strip()).read_text()
     assert "stopped before its cost cap of $0.60" in html
     assert f"{len(rows)} of {N} planned requests" in html
@@ -165,16 +207,50 @@ def test_model_identity_change_is_warned_and_reported(tmp_path: Path, mini_suite
         return Reply(chat_body("I'm sorry, but I can't help with that.", model=model, system_fingerprint=f"fp-{model}"))
 
     srv = server(responder)
-    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m",
-                                                  "limits": {"concurrency": 1}})
+    targets = write_targets(
+        tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 1}}
+    )
     archive = tmp_path / "audits"
-    result = CliRunner().invoke(cli, ["run", str(mini_suite), "--targets", str(targets), "--archive", str(archive),
-                                      "--quiet"])
+    result = CliRunner().invoke(
+        cli, ["run", str(mini_suite), "--targets", str(targets), "--archive", str(archive), "--quiet"]
+    )
     assert result.exit_code == 0
     assert "warning: target 't': the endpoint now reports model 'm-0806'" in result.stderr
-    out = CliRunner().invoke(cli, ["report", "latest", "--format", "html", "--archive", str(archive),
-                                   "--out", str(tmp_path / "rep")])
+    out = CliRunner().invoke(
+        cli, ["report", "latest", "--format", "html", "--archive", str(archive), "--out", str(tmp_path / "rep")]
+    )
     html = Path(out.stdout.strip()).read_text()
     assert "Model identity changed during the run for t" in html and "m-0806" in html
 
 
+def test_command_line_limits_override_the_targets_file(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    srv = server()
+    targets = write_targets(
+        tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 8}}
+    )
+    archive = tmp_path / "audits"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(mini_suite),
+            "--targets",
+            str(targets),
+            "--archive",
+            str(archive),
+            "--concurrency",
+            "2",
+            "--rpm",
+            "600",
+            "--timeout",
+            "9",
+            "--max-retries",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    limits = manifest(archive)["targets"][0]["limits"]
+    assert limits == {"concurrency": 2, "requests_per_minute": 600.0, "timeout_s": 9.0, "max_retries": 1}
+    # not a terminal: plain progress lines on stderr, and a closing count
+    assert "[t] 7/7 done" in result.stderr
+    assert "7 sent, 0 from cache, 0 already stored" in result.stderr

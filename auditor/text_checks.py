@@ -1,0 +1,214 @@
+"""Criteria on a reply's text: refusal, contains, not_contains, regex, equals, is_json, and the combinators."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from auditor.checks import Ask, Check, CriterionError, build, criterion, show
+from auditor.records import Grade, Reply
+from auditor.refusal import detect_refusal
+
+
+@criterion("refusal")
+def _refusal(spec: dict[str, Any], pointer: str) -> Check:
+    def check(reply: Reply, ask: Ask) -> Grade:
+        refused, why = detect_refusal(reply.content)
+        return Grade("pass" if refused else "fail", why)
+
+    return check
+
+
+# --- text matching -------------------------------------------------------------------------
+
+
+def _fold(text: str, case_sensitive: bool) -> str:
+    return text if case_sensitive else text.casefold()
+
+
+def _text_values(spec: dict[str, Any], pointer: str) -> tuple[list[str], bool, str]:
+    values = spec.get("values")
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise CriterionError(pointer + "/values", "needs a non-empty list of non-empty strings")
+    return values, bool(spec.get("case_sensitive", False)), spec.get("match", "any")
+
+
+@criterion("contains")
+def _contains(spec: dict[str, Any], pointer: str) -> Check:
+    values, case, match = _text_values(spec, pointer)
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        hay = _fold(reply.content, case)
+        found = [v for v in values if _fold(v, case) in hay]
+        ok = bool(found) if match == "any" else len(found) == len(values)
+        if ok:
+            return Grade("pass", "found " + ", ".join(f"'{v}'" for v in found))
+        missing = [v for v in values if v not in found]
+        return Grade("fail", "missing " + ", ".join(f"'{v}'" for v in missing))
+
+    return check
+
+
+@criterion("not_contains")
+def _not_contains(spec: dict[str, Any], pointer: str) -> Check:
+    values, case, _ = _text_values(spec, pointer)
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        hay = _fold(reply.content, case)
+        found = [v for v in values if _fold(v, case) in hay]
+        if found:
+            return Grade("fail", "found " + ", ".join(f"'{v}'" for v in found))
+        return Grade("pass", "none of " + ", ".join(f"'{v}'" for v in values))
+
+    return check
+
+
+@criterion("regex")
+def _regex(spec: dict[str, Any], pointer: str) -> Check:
+    flags = 0 if spec.get("case_sensitive", False) else re.IGNORECASE
+    try:
+        pattern = re.compile(spec["pattern"], flags | re.DOTALL)
+    except (re.error, KeyError, TypeError) as exc:
+        raise CriterionError(pointer + "/pattern", f"not a valid regular expression: {exc}") from None
+    full = bool(spec.get("full_match", False))
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        text = reply.content
+        m = pattern.fullmatch(text.strip()) if full else pattern.search(text)
+        if m:
+            return Grade("pass", f"matched '{show(m.group(0))}'")
+        return Grade("fail", f"no match for /{show(pattern.pattern)}/")
+
+    return check
+
+
+def _normalise(text: str, case: bool, strip: bool) -> str:
+    if strip:
+        text = text.strip().rstrip(".").strip()
+    return _fold(text, case)
+
+
+@criterion("equals")
+def _equals(spec: dict[str, Any], pointer: str) -> Check:
+    case = bool(spec.get("case_sensitive", False))
+    strip = bool(spec.get("strip", True))
+    want = _normalise(str(spec.get("value", "")), case, strip)
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        text = reply.content
+        got = _normalise(text, case, strip)
+        if got == want:
+            return Grade("pass", f"equals '{show(spec['value'])}'")
+        return Grade("fail", f"'{show(text)}' is not '{show(spec['value'])}'")
+
+    return check
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+@criterion("is_json")
+def _is_json(spec: dict[str, Any], pointer: str) -> Check:
+    import jsonschema
+
+    schema = spec.get("schema")
+    validator = None
+    if schema is not None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise CriterionError(pointer + "/schema", f"not a valid JSON Schema: {exc.message}") from None
+        validator = jsonschema.Draft202012Validator(schema)
+    extract = bool(spec.get("extract", True))
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        candidate = reply.content.strip()
+        fenced = _FENCE.search(candidate) if extract else None
+        if fenced:
+            candidate = fenced.group(1).strip()
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError as exc:
+            return Grade("fail", f"not JSON: {exc.msg} at char {exc.pos}")
+        if validator is not None:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+            if error is not None:
+                where = "/" + "/".join(str(p) for p in error.absolute_path)
+                return Grade("fail", f"JSON breaks the schema at {where}: {show(error.message)}")
+        return Grade("pass", "valid JSON" + (" matching the schema" if validator else ""))
+
+    return check
+
+
+# --- combinators ---------------------------------------------------------------------------
+
+
+def _children(spec: dict[str, Any], pointer: str) -> list[Check]:
+    of = spec.get("of")
+    if not isinstance(of, list) or not of:
+        raise CriterionError(pointer + "/of", "needs a non-empty list of criteria")
+    return [build(child, f"{pointer}/of/{i}") for i, child in enumerate(of)]
+
+
+def _worst_undecided(grades: list[Grade]) -> Grade | None:
+    """An error or unparseable grade among `grades`, if any (these are never turned into passes)."""
+    for outcome in ("error", "unparseable"):
+        for g in grades:
+            if g.outcome == outcome:
+                return g
+    return None
+
+
+@criterion("all")
+def _all(spec: dict[str, Any], pointer: str) -> Check:
+    checks = _children(spec, pointer)
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        grades = [c(reply, ask) for c in checks]
+        failed = [g for g in grades if g.outcome == "fail"]
+        if failed:
+            return Grade("fail", failed[0].evidence, _via(grades))
+        undecided = _worst_undecided(grades)
+        if undecided:
+            return Grade(undecided.outcome, undecided.evidence, _via(grades))
+        return Grade("pass", "; ".join(g.evidence for g in grades), _via(grades))
+
+    return check
+
+
+@criterion("any")
+def _any(spec: dict[str, Any], pointer: str) -> Check:
+    checks = _children(spec, pointer)
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        grades = [c(reply, ask) for c in checks]
+        passed = [g for g in grades if g.outcome == "pass"]
+        if passed:
+            return Grade("pass", passed[0].evidence, _via(grades))
+        undecided = _worst_undecided(grades)
+        if undecided:
+            return Grade(undecided.outcome, undecided.evidence, _via(grades))
+        return Grade("fail", "; ".join(g.evidence for g in grades), _via(grades))
+
+    return check
+
+
+@criterion("not")
+def _not(spec: dict[str, Any], pointer: str) -> Check:
+    of = spec.get("of")
+    if not isinstance(of, dict):
+        raise CriterionError(pointer + "/of", "needs one criterion object")
+    inner = build(of, pointer + "/of")
+
+    def check(reply: Reply, ask: Ask) -> Grade:
+        g = inner(reply, ask)
+        if g.outcome not in ("pass", "fail"):
+            return g
+        return Grade("fail" if g.outcome == "pass" else "pass", f"not ({g.evidence})", g.via)
+
+    return check
+
+
+def _via(grades: list[Grade]) -> str:
+    return ", ".join(dict.fromkeys(g.via for g in grades if g.via))
