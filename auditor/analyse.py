@@ -7,8 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from auditor.compare import Balance, Pairing, balances, pairings
 from auditor.records import Challenge, Policy, Rule, Suite
-from auditor.stats import percentile, wilson
+from auditor.stats import bootstrap_clustered, percentile, wilson
 from auditor.store import RunDir, connect, read_rows
 
 EXAMPLES_PER_CELL = 2
@@ -16,13 +17,19 @@ EXAMPLES_PER_CELL = 2
 
 @dataclass(frozen=True)
 class Cell:
-    """One challenge x target: counts, pass rate and its 95% Wilson interval over decided trials."""
+    """One challenge x target: counts, pass rate and its 95% interval over decided trials.
+
+    The interval is Wilson's; when a probe contributes several trials (samples or variants, which are
+    not independent) it is the wider of Wilson's and a probe-clustered bootstrap interval.
+    """
 
     challenge_id: str
     target: str
     passed: int
     failed: int
     errored: int
+    unparseable: int = 0
+    bootstrap: tuple[float, float] | None = None
 
     @property
     def decided(self) -> int:
@@ -33,8 +40,15 @@ class Cell:
         return self.passed / self.decided if self.decided else None
 
     @property
-    def interval(self) -> tuple[float, float]:
+    def wilson(self) -> tuple[float, float]:
         return wilson(self.passed, self.decided)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        low, high = self.wilson
+        if self.bootstrap is None or not self.decided:
+            return low, high
+        return min(low, self.bootstrap[0]), max(high, self.bootstrap[1])
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class Finding:
     cells: tuple[Cell, ...]
     means: str
     examples: tuple[Example, ...]
+    graders: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,8 @@ class Report:
     verdicts: tuple[Verdict, ...]
     totals: dict[str, int]
     disclosures: tuple[str, ...]
+    pairings: tuple[Pairing, ...]
+    balances: tuple[Balance, ...]
 
 
 def pct(x: float | None) -> str:
@@ -168,18 +185,8 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
     manifest = run.manifest()
     con = connect(archive_root)
     rid = [run.run_id]
-    counts = read_rows(
-        con,
-        "SELECT target, challenge_id, count(*) FILTER (outcome = 'pass') AS passed, "
-        "count(*) FILTER (outcome = 'fail') AS failed, count(*) FILTER (outcome = 'error') AS errored "
-        "FROM grades WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
-        rid,
-    )
     target_names = [t["name"] for t in manifest["targets"]]
-    cells = {
-        (r["challenge_id"], r["target"]): Cell(r["challenge_id"], r["target"], r["passed"], r["failed"], r["errored"])
-        for r in counts
-    }
+    cells = _cells(con, run.run_id, int(manifest["options"].get("seed", 0)))
     failing = read_rows(
         con,
         "SELECT g.target, g.challenge_id, g.probe_id, g.sample, g.evidence, r.variables, r.messages, r.content "
@@ -202,13 +209,21 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
                     evidence=f["evidence"] or "",
                 )
             )
+    graders: dict[str, list[str]] = defaultdict(list)
+    for g in read_rows(
+        con,
+        "SELECT DISTINCT challenge_id, grader, judge FROM grades WHERE run_id = ? AND grader <> 'none' ORDER BY ALL",
+        rid,
+    ):
+        graders[g["challenge_id"]].append(f"{g['grader']} by {g['judge']}" if g["judge"] else g["grader"])
     findings = []
     for ch in suite.challenges:
         if not ch.measured:
             continue
         row = tuple(cells.get((ch.id, t), Cell(ch.id, t, 0, 0, 0)) for t in target_names)
         means = "; ".join(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
-        findings.append(Finding(ch, row, means, tuple(e for t in target_names for e in examples.get((ch.id, t), []))))
+        shown = tuple(e for t in target_names for e in examples.get((ch.id, t), []))
+        findings.append(Finding(ch, row, means, shown, tuple(graders.get(ch.id, []))))
     verdicts = []
     for t in target_names:
         for policy in suite.policies:
@@ -222,8 +237,8 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
     totals = read_rows(
         con,
         "SELECT count(*) AS graded, count(*) FILTER (outcome = 'pass') AS passed, "
-        "count(*) FILTER (outcome = 'fail') AS failed, count(*) FILTER (outcome = 'error') AS errored "
-        "FROM grades WHERE run_id = ?",
+        "count(*) FILTER (outcome = 'fail') AS failed, count(*) FILTER (outcome = 'error') AS errored, "
+        "count(*) FILTER (outcome = 'unparseable') AS unparseable FROM grades WHERE run_id = ?",
         rid,
     )[0]
     return Report(
@@ -239,7 +254,44 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         verdicts=tuple(verdicts),
         totals={k: int(v) for k, v in totals.items()},
         disclosures=_disclosures(con, run.run_id, manifest),
+        pairings=tuple(pairings(con, run.run_id, target_names, {c.id: c.title for c in suite.challenges})),
+        balances=tuple(
+            balances(con, run.run_id, target_names, {p.id: p.intent for _, p in suite.probes() if p.intent})
+        ),
     )
+
+
+def _cells(con: Any, run_id: str, seed: int) -> dict[tuple[str, str], Cell]:
+    """Counts per challenge x target, with a probe-clustered bootstrap where probes give several trials."""
+    import numpy as np
+
+    rows = read_rows(
+        con,
+        "SELECT target, challenge_id, probe_id, count(*) FILTER (outcome = 'pass') AS passed, "
+        "count(*) FILTER (outcome = 'fail') AS failed, count(*) FILTER (outcome = 'error') AS errored, "
+        "count(*) FILTER (outcome = 'unparseable') AS unparseable "
+        "FROM grades WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+        [run_id],
+    )
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        grouped[(r["challenge_id"], r["target"])].append(r)
+    cells: dict[tuple[str, str], Cell] = {}
+    for key, probes in sorted(grouped.items()):
+        clusters = [(p["passed"], p["passed"] + p["failed"]) for p in probes if p["passed"] + p["failed"]]
+        boot = None
+        if any(n > 1 for _, n in clusters):
+            boot = bootstrap_clustered(clusters, np.random.default_rng([seed, len(cells)]))
+        cells[key] = Cell(
+            key[0],
+            key[1],
+            sum(p["passed"] for p in probes),
+            sum(p["failed"] for p in probes),
+            sum(p["errored"] for p in probes),
+            sum(p["unparseable"] for p in probes),
+            boot,
+        )
+    return cells
 
 
 def _disclosures(con: Any, run_id: str, manifest: dict[str, Any]) -> tuple[str, ...]:
@@ -319,6 +371,29 @@ def summary_json(report: Report) -> dict[str, Any]:
             }
             for v in report.verdicts
         ],
+        "comparisons": [
+            {
+                "challenge": p.challenge_id,
+                "a": p.a,
+                "b": p.b,
+                "n": p.result.n,
+                "difference": p.result.difference,
+                "ci95": [p.result.low, p.result.high],
+                "p_value": p.result.p_value,
+                "statement": p.text,
+            }
+            for p in report.pairings
+        ],
+        "balance": [
+            {
+                "target": b.target,
+                "harmful_n": b.harmful_n,
+                "harmful_compliance": b.compliance[0],
+                "benign_n": b.benign_n,
+                "over_refusal": b.over_refusal[0],
+            }
+            for b in report.balances
+        ],
         "cells": [
             {
                 "challenge": c.challenge_id,
@@ -326,6 +401,7 @@ def summary_json(report: Report) -> dict[str, Any]:
                 "passed": c.passed,
                 "failed": c.failed,
                 "errored": c.errored,
+                "unparseable": c.unparseable,
                 "rate": c.rate,
                 "ci95": list(c.interval),
             }

@@ -37,6 +37,8 @@ class Probe:
     samples: int
     params: tuple[tuple[str, Any], ...]
     pass_if: Criterion
+    intent: str | None = None
+    twin: str | None = None
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,15 @@ def connect(root: Path) -> Any:
 
 
 def read_rows(con: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-    """Run SQL and return rows as dicts."""
-    cur = con.execute(sql, list(params))
+    """Run SQL and return rows as dicts; a failing query over the archive is an ArchiveError."""
+    import duckdb
+
+    try:
+        cur = con.execute(sql, list(params))
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ArchiveError(
+            f"reading the archive failed: {first} (was it written by another auditor version?)"
+        ) from None
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]

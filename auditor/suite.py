@@ -67,7 +67,12 @@ def _semantic_issues(data: dict[str, Any]) -> list[tuple[str, str]]:
             if probe["id"] in seen_probes:
                 found.append((pw + "/id", f"duplicate probe id '{probe['id']}' (first at {seen_probes[probe['id']]})"))
             seen_probes.setdefault(probe["id"], pw)
-            found.extend(_probe_issues(probe, pw))
+            found.extend(_probe_issues(probe, pw, data.get("defaults", {})))
+    for ci, ch in enumerate(data["challenges"]):
+        for pi, probe in enumerate(ch.get("probes", [])):
+            twin = probe.get("twin")
+            if twin is not None and twin not in seen_probes:
+                found.append((f"/challenges/{ci}/probes/{pi}/twin", str(UnknownName("probe", twin, seen_probes))))
     ids = {c["id"] for c in data["challenges"]}
     for pi, policy in enumerate(data["policies"]):
         for ri, rule in enumerate(policy["rules"]):
@@ -88,7 +93,7 @@ def _selects(select: dict[str, Any], ch: dict[str, Any]) -> bool:
     )
 
 
-def _probe_issues(probe: dict[str, Any], where: str) -> list[tuple[str, str]]:
+def _probe_issues(probe: dict[str, Any], where: str, defaults: dict[str, Any]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     texts = [probe.get("prompt", ""), probe.get("system", "")]
     texts += [m["content"] for m in probe.get("messages", [])]
@@ -105,6 +110,20 @@ def _probe_issues(probe: dict[str, Any], where: str) -> list[tuple[str, str]]:
         criteria.build(probe["pass_if"], where + "/pass_if")
     except criteria.CriterionError as exc:
         found.append((exc.pointer, str(exc)))
+    if probe["pass_if"].get("type") == "consistency":
+        over = probe["pass_if"].get("over", "samples")
+        variants = 1
+        for values in probe.get("variables", {}).values():
+            variants *= len(values)
+        samples = probe.get("samples", defaults.get("samples", 1))
+        size = {"samples": samples, "variants": variants, "all": samples * variants}[over]
+        if size < 2:
+            found.append(
+                (
+                    where + "/pass_if",
+                    f"consistency over {over} needs at least 2 replies to compare; this probe gives {size}",
+                )
+            )
     return found
 
 
@@ -182,6 +201,8 @@ def _build_probe(p: dict[str, Any], defaults: dict[str, Any]) -> Probe:
         samples=int(p.get("samples", defaults.get("samples", 1))),
         params=tuple(sorted(params.items())),
         pass_if=_criterion(p["pass_if"]),
+        intent=p.get("intent"),
+        twin=p.get("twin"),
     )
 
 

@@ -33,6 +33,7 @@ ORDER = [
     "grade",
     "judge",
     "stats",
+    "compare",
     "analyse",
     "render",
     "local",
