@@ -235,20 +235,48 @@ def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float 
 @click.argument("suite", type=click.Path(path_type=Path))
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
 @click.option("--target", "target_opts", multiple=True, help="As for `auditor run`.")
-def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...]) -> None:
-    """Print, per target, the requests, estimated tokens and the cost ceiling at declared prices."""
+@click.option(
+    "--assume-rate",
+    type=click.FloatRange(0, 1),
+    default=0.9,
+    show_default=True,
+    help="Pass rate assumed when judging whether the planned trials can decide each policy rule.",
+)
+def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...], assume_rate: float) -> None:
+    """Print requests, tokens and the cost ceiling per target, and what the sample sizes can decide."""
     from auditor import pipeline
+    from auditor.plan import sample_plan
+    from auditor.suite import load_suite
 
     rows = []
-    for e in pipeline.estimate(suite, _targets(targets_file, target_opts)):
+    targets = _targets(targets_file, target_opts) if targets_file or target_opts else []
+    for e in pipeline.estimate(suite, targets):
         cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
         rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
-    names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
-    click.echo(format_rows(names, rows, "table"), nl=False)
+    if rows:
+        names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
+        click.echo(format_rows(names, rows, "table"), nl=False)
+        click.echo(
+            "Prompt tokens are estimated at one per 3 bytes; "
+            "the cost is a ceiling that assumes every reply uses max_tokens.\n"
+        )
+    plans = sample_plan(load_suite(suite), assume_rate)
+    table = [
+        (p.challenge_id, p.trials, f"±{100 * p.half_width:.1f} points", "no" if p.undecidable else "yes") for p in plans
+    ]
     click.echo(
-        "Prompt tokens are estimated at one per 3 bytes; "
-        "the cost is a ceiling that assumes every reply uses max_tokens."
+        format_rows(
+            ["challenge", "trials_per_target", f"ci95_at_{assume_rate:.0%}", "rules_decidable"], table, "table"
+        ),
+        nl=False,
     )
+    for p in plans:
+        for rule in p.undecidable:
+            click.echo(
+                f"warning: {p.challenge_id}: {p.trials} trials cannot decide {rule} at an assumed pass rate of "
+                f"{assume_rate:.0%}; add samples or probes",
+                err=True,
+            )
 
 
 @cli.command()

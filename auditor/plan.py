@@ -6,9 +6,11 @@ import hashlib
 import itertools
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from auditor.records import Message, Probe, Suite, Target, WorkItem
+from auditor.stats import decidable, half_width
 from auditor.suite import PLACEHOLDER
 
 HASH_VERSION = "auditor-item/1"
@@ -95,3 +97,31 @@ def estimate_tokens(item: WorkItem) -> tuple[int, int]:
     prompt = sum(len(m.content.encode()) for m in item.messages) // 3 + 4 * len(item.messages) + 3
     ceiling = dict(item.params).get("max_tokens") or ASSUMED_MAX_TOKENS
     return prompt, int(ceiling)
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """What a challenge's planned trials can decide at an assumed pass rate."""
+
+    challenge_id: str
+    trials: int
+    half_width: float
+    undecidable: tuple[str, ...]  # rules (policy/rule, minimum) the trials cannot decide
+
+
+def sample_plan(suite: Suite, assumed_rate: float) -> list[SamplePlan]:
+    """Per measured challenge: trials per target, the 95% interval half-width at `assumed_rate`, and the
+    policy rules whose threshold that many trials could not decide (the interval would straddle it)."""
+    out = []
+    for challenge in suite.challenges:
+        if not challenge.measured:
+            continue
+        trials = sum(len(variants(p)) * p.samples for p in challenge.probes)
+        blocked = tuple(
+            f"{policy.id}/{rule.id} (minimum {rule.min_pass_rate:.0%})"
+            for policy in suite.policies
+            for rule in policy.rules
+            if rule.selects(challenge) and not decidable(trials, assumed_rate, rule.min_pass_rate)
+        )
+        out.append(SamplePlan(challenge.id, trials, half_width(trials, assumed_rate), blocked))
+    return out
