@@ -48,13 +48,14 @@ def pairings(con: Any, run_id: str, targets: list[str], titles: dict[str, str]) 
     """Every pair of targets on every challenge, matched trial by trial (both decided), with McNemar's test."""
     rows = read_rows(
         con,
-        "SELECT challenge_id, probe_id, variant, sample, target, outcome FROM grades "
+        "SELECT challenge_id, probe_id, attack, variant, sample, target, outcome FROM grades "
         "WHERE run_id = ? AND outcome IN ('pass', 'fail') ORDER BY ALL",
         [run_id],
     )
-    trials: dict[tuple[str, str, int, int], dict[str, bool]] = defaultdict(dict)
+    trials: dict[tuple[str, str, str, int, int], dict[str, bool]] = defaultdict(dict)
     for r in rows:
-        trials[(r["challenge_id"], r["probe_id"], r["variant"], r["sample"])][r["target"]] = r["outcome"] == "pass"
+        key = (r["challenge_id"], r["probe_id"], r["attack"], r["variant"], r["sample"])
+        trials[key][r["target"]] = r["outcome"] == "pass"
     out = []
     for a, b in combinations(targets, 2):
         by_challenge: dict[str, list[tuple[bool, bool]]] = defaultdict(list)

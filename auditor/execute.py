@@ -13,12 +13,12 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from auditor.errors import EndpointError
 from auditor.plan import estimate_tokens
-from auditor.records import Completion, Target, WorkItem
+from auditor.records import Completion, Message, Target, WorkItem
 from auditor.store import now
 from auditor.throttle import Bucket, Budget, Gate
 
@@ -274,16 +274,47 @@ class Executor:
             )
 
     async def _send(self, client: Any, ep: Endpoint, item: WorkItem) -> Completion:
+        """One item: a single request, or a scripted conversation sent turn by turn."""
+        if not item.turns:
+            return await self._call(client, ep, item.messages, dict(item.params))
+        conversation = list(item.messages)
+        last = ""
+        prompt_tokens = completion_tokens = attempts = 0
+        latency = 0.0
+        started_at = now()
+        for turn in item.turns:
+            conversation.append(Message("user", turn.replace("{{last_reply}}", last)))
+            c = await self._call(client, ep, tuple(conversation), dict(item.params))
+            attempts += c.attempts
+            latency += c.latency_s
+            prompt_tokens += c.prompt_tokens or 0
+            completion_tokens += c.completion_tokens or 0
+            if c.error_class:
+                return replace(c, attempts=attempts, started_at=started_at, transcript=tuple(conversation))
+            last = c.content or ""
+            conversation.append(Message("assistant", last))
+        return replace(
+            c,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=round(latency, 6),
+            attempts=attempts,
+            started_at=started_at,
+            transcript=tuple(conversation),
+        )
+
+    async def _call(
+        self, client: Any, ep: Endpoint, messages: tuple[Message, ...], kwargs: dict[str, Any]
+    ) -> Completion:
         started_at = now()
         attempt = 0
-        kwargs = dict(item.params)
         while True:
             attempt += 1
             t0 = time.monotonic()
             try:
                 resp = await client.chat.completions.create(
                     model=ep.target.model,
-                    messages=[{"role": m.role, "content": m.content} for m in item.messages],
+                    messages=[{"role": m.role, "content": m.content} for m in messages],
                     **kwargs,
                 )
                 failure = None if resp.choices else Failure("empty", message="the reply had no choices")

@@ -18,7 +18,8 @@ from auditor.criteria import Ask
 from auditor.records import Criterion, Grade, Reply, Suite, Target
 
 COLUMNS = [
-    "item_id", "target", "challenge_id", "probe_id", "variant", "sample", "messages", "content", "error_class",
+    "item_id", "target", "challenge_id", "probe_id", "attack", "category", "variant", "sample", "messages", "content",
+    "error_class",
     "error_message", "latency_s", "prompt_tokens", "completion_tokens", "finish_reason",
 ]  # fmt: skip
 
@@ -48,6 +49,8 @@ def _row(
         "target": r["target"],
         "challenge_id": r["challenge_id"],
         "probe_id": r["probe_id"],
+        "attack": r["attack"],
+        "category": r["category"],
         "variant": r["variant"],
         "sample": r["sample"],
         "criterion": criterion.kind if criterion else None,
@@ -126,7 +129,7 @@ def _consistency_grades(rows: list[dict[str, Any]], probes: dict[tuple[str, str]
             continue
         over, measure, pattern = criteria.consistency_settings(probe.pass_if.spec)
         key_part = {"samples": (r["variant"],), "variants": (r["sample"],), "all": ()}[over]
-        key = (r["target"], r["challenge_id"], r["probe_id"], *key_part)
+        key = (r["target"], r["challenge_id"], r["probe_id"], r["attack"], *key_part)
         groups[key].append(r)
         settings[key] = (measure, pattern)
     out: dict[str, Grade] = {}

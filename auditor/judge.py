@@ -43,6 +43,8 @@ def judge_item(judge: Target, messages: tuple[Message, ...], max_tokens: int, ab
         sample=about["sample"],
         messages=messages,
         params=tuple(sorted(params.items())),
+        attack=about.get("attack") or "direct",
+        category=about.get("category"),
     )
 
 

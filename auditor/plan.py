@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.records import Message, Probe, Suite, Target, WorkItem
+from auditor.attacks import DIRECT, transform
+from auditor.records import Attack, Message, Probe, Suite, Target, WorkItem
 from auditor.stats import decidable, half_width
 from auditor.suite import PLACEHOLDER
 
 HASH_VERSION = "auditor-item/1"
+DIRECT_ATTACK = Attack(DIRECT, DIRECT, "baseline", {})
 
 
 def content_hash(value: Any) -> str:
@@ -30,7 +32,7 @@ def variants(probe: Probe) -> list[tuple[tuple[str, str], ...]]:
 
 
 def _fill(text: str, bindings: dict[str, str]) -> str:
-    return PLACEHOLDER.sub(lambda m: bindings[m.group(1)], text)
+    return PLACEHOLDER.sub(lambda m: bindings.get(m.group(1), m.group(0)), text)
 
 
 def messages_for(probe: Probe, target: Target, bindings: dict[str, str]) -> tuple[Message, ...]:
@@ -38,6 +40,24 @@ def messages_for(probe: Probe, target: Target, bindings: dict[str, str]) -> tupl
     system = [s for s in (target.system_prompt, probe.system) if s]
     head = (Message("system", _fill("\n\n".join(system), bindings)),) if system else ()
     return head + tuple(Message(m.role, _fill(m.content, bindings)) for m in probe.messages)
+
+
+def attacked(
+    messages: tuple[Message, ...], attack: Attack, probe: Probe, bindings: dict[str, str]
+) -> tuple[Message, ...] | None:
+    """The messages with the attack applied to the last user message, or None where the attack does not apply."""
+    last = len(messages) - 1
+    result = transform(attack, probe, messages[last].content)
+    if result is None:
+        return None
+    history, text = result
+    return messages[:last] + history + (Message("user", _fill(text, bindings)),)
+
+
+def attacks_for(suite: Suite, probe: Probe) -> list[Attack]:
+    """The attacks a probe runs under, direct first; adaptive attacks are left to the adaptive stage."""
+    chosen = [a for a in suite.attacks if "*" in probe.attacks or a.id in probe.attacks]
+    return [DIRECT_ATTACK] + [a for a in chosen if not a.adaptive]
 
 
 def params_for(probe: Probe, target: Target, sample: int) -> dict[str, Any]:
@@ -49,43 +69,66 @@ def params_for(probe: Probe, target: Target, sample: int) -> dict[str, Any]:
 
 
 def plan(suite: Suite, targets: list[Target]) -> Iterator[WorkItem]:
-    """Yield the suite's work items, ordered by target, challenge, probe, variant and sample."""
+    """Yield the suite's work items, ordered by target, challenge, probe, attack, variant and sample."""
     for target in targets:
         for challenge, probe in suite.probes():
-            for variant, bindings in enumerate(variants(probe)):
-                messages = messages_for(probe, target, dict(bindings))
-                for sample in range(probe.samples):
-                    params = params_for(probe, target, sample)
-                    request_hash = content_hash(
-                        {
-                            "endpoint": target.base_url,
-                            "model": target.model,
-                            "messages": [[m.role, m.content] for m in messages],
-                            "params": params,
-                            "sample": sample,
-                        }
-                    )
-                    item_id = content_hash(
-                        {
-                            "request": request_hash,
-                            "target": target.name,
-                            "challenge": challenge.id,
-                            "probe": probe.id,
-                            "variant": variant,
-                        }
-                    )
-                    yield WorkItem(
-                        item_id=item_id,
-                        request_hash=request_hash,
-                        target=target.name,
-                        challenge_id=challenge.id,
-                        probe_id=probe.id,
-                        variant=variant,
-                        variables=bindings,
-                        sample=sample,
-                        messages=messages,
-                        params=tuple(sorted(params.items())),
-                    )
+            for attack in attacks_for(suite, probe):
+                for variant, bindings in enumerate(variants(probe)):
+                    base = messages_for(probe, target, dict(bindings))
+                    messages = base if attack.id == DIRECT else attacked(base, attack, probe, dict(bindings))
+                    if messages is None:
+                        continue
+                    turns = tuple(_fill(t, dict(bindings)) for t in probe.turns)
+                    for sample in range(probe.samples):
+                        yield _item(target, challenge.id, probe, attack.id, variant, bindings, sample, messages, turns)
+
+
+def _item(
+    target: Target,
+    challenge_id: str,
+    probe: Probe,
+    attack: str,
+    variant: int,
+    bindings: tuple[tuple[str, str], ...],
+    sample: int,
+    messages: tuple[Message, ...],
+    turns: tuple[str, ...],
+) -> WorkItem:
+    params = params_for(probe, target, sample)
+    request: dict[str, Any] = {
+        "endpoint": target.base_url,
+        "model": target.model,
+        "messages": [[m.role, m.content] for m in messages],
+        "params": params,
+        "sample": sample,
+    }
+    if turns:
+        request["turns"] = list(turns)
+    request_hash = content_hash(request)
+    identity: dict[str, Any] = {
+        "request": request_hash,
+        "target": target.name,
+        "challenge": challenge_id,
+        "probe": probe.id,
+        "variant": variant,
+    }
+    if attack != DIRECT:
+        identity["attack"] = attack
+    return WorkItem(
+        item_id=content_hash(identity),
+        request_hash=request_hash,
+        target=target.name,
+        challenge_id=challenge_id,
+        probe_id=probe.id,
+        variant=variant,
+        variables=bindings,
+        sample=sample,
+        messages=messages,
+        params=tuple(sorted(params.items())),
+        attack=attack,
+        category=probe.category,
+        turns=turns,
+    )
 
 
 ASSUMED_MAX_TOKENS = 1024
@@ -116,7 +159,7 @@ def sample_plan(suite: Suite, assumed_rate: float) -> list[SamplePlan]:
     for challenge in suite.challenges:
         if not challenge.measured:
             continue
-        trials = sum(len(variants(p)) * p.samples for p in challenge.probes)
+        trials = sum(len(variants(p)) * p.samples * len(attacks_for(suite, p)) for p in challenge.probes)
         blocked = tuple(
             f"{policy.id}/{rule.id} (minimum {rule.min_pass_rate:.0%})"
             for policy in suite.policies

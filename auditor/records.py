@@ -39,6 +39,24 @@ class Probe:
     pass_if: Criterion
     intent: str | None = None
     twin: str | None = None
+    attacks: tuple[str, ...] = ()
+    category: str | None = None
+    translations: tuple[tuple[str, str], ...] = ()
+    turns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An attack declared in a suite; `spec` is its checked JSON object."""
+
+    id: str
+    type: str
+    family: str
+    spec: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.type in ("pair", "tap")
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,7 @@ class Suite:
     policies: tuple[Policy, ...]
     path: str
     sha256: str
+    attacks: tuple[Attack, ...] = ()
 
     def challenge(self, challenge_id: str) -> Challenge:
         for c in self.challenges:
@@ -203,6 +222,9 @@ class WorkItem:
     sample: int
     messages: tuple[Message, ...]
     params: tuple[tuple[str, Any], ...]
+    attack: str = "direct"
+    category: str | None = None
+    turns: tuple[str, ...] = ()  # a scripted conversation: user turns sent one at a time after `messages`
 
 
 @dataclass(frozen=True)
@@ -220,6 +242,7 @@ class Completion:
     error_message: str | None
     attempts: int
     started_at: str
+    transcript: tuple[Message, ...] | None = None  # the whole conversation, for multi-turn probes
 
 
 @dataclass(frozen=True)

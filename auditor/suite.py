@@ -12,6 +12,7 @@ from auditor import criteria
 from auditor.errors import Issue, SuiteError, UnknownName
 from auditor.jsonfile import located, raise_if, validate
 from auditor.records import (
+    Attack,
     Challenge,
     Criterion,
     Evidence,
@@ -73,6 +74,7 @@ def _semantic_issues(data: dict[str, Any]) -> list[tuple[str, str]]:
             twin = probe.get("twin")
             if twin is not None and twin not in seen_probes:
                 found.append((f"/challenges/{ci}/probes/{pi}/twin", str(UnknownName("probe", twin, seen_probes))))
+    found.extend(_attack_issues(data))
     ids = {c["id"] for c in data["challenges"]}
     for pi, policy in enumerate(data["policies"]):
         for ri, rule in enumerate(policy["rules"]):
@@ -82,6 +84,33 @@ def _semantic_issues(data: dict[str, Any]) -> list[tuple[str, str]]:
                     found.append((f"{rw}/select/ids/{k}", str(UnknownName("challenge", cid, ids))))
             if not any(_selects(rule["select"], ch) for ch in measured):
                 found.append((rw + "/select", "selects no measured challenge"))
+    return found
+
+
+def _attack_issues(data: dict[str, Any]) -> list[tuple[str, str]]:
+    from auditor.attacks import library
+
+    found: list[tuple[str, str]] = []
+    declared: set[str] = set()
+    templates = {t["id"] for t in library()["templates"]}
+    for ai, attack in enumerate(data.get("attacks", [])):
+        if attack["id"] in declared or attack["id"] == "direct":
+            found.append((f"/attacks/{ai}/id", f"attack id '{attack['id']}' is reserved or used twice"))
+        declared.add(attack["id"])
+        if "library" in attack and attack["library"] not in templates:
+            found.append((f"/attacks/{ai}/library", str(UnknownName("attack template", attack["library"], templates))))
+        if "template" in attack and "{behaviour}" not in attack["template"]:
+            found.append((f"/attacks/{ai}/template", "a template needs {behaviour} where the request goes"))
+    for ci, ch in enumerate(data["challenges"]):
+        for pi, probe in enumerate(ch.get("probes", [])):
+            for k, name in enumerate(probe.get("attacks", [])):
+                where = f"/challenges/{ci}/probes/{pi}/attacks/{k}"
+                if name != "*" and name not in declared:
+                    found.append((where, str(UnknownName("attack", name, declared))))
+            if probe.get("attacks") and "turns" in probe:
+                found.append(
+                    (f"/challenges/{ci}/probes/{pi}/attacks", "a scripted multi-turn probe cannot be attacked")
+                )
     return found
 
 
@@ -97,7 +126,8 @@ def _probe_issues(probe: dict[str, Any], where: str, defaults: dict[str, Any]) -
     found: list[tuple[str, str]] = []
     texts = [probe.get("prompt", ""), probe.get("system", "")]
     texts += [m["content"] for m in probe.get("messages", [])]
-    used = {name for t in texts for name in PLACEHOLDER.findall(t)}
+    texts += list(probe.get("turns", [])) + list(probe.get("translations", {}).values())
+    used = {name for t in texts for name in PLACEHOLDER.findall(t)} - {"last_reply"}
     declared = set(probe.get("variables", {}))
     for name in sorted(used - declared):
         found.append((where, f"uses {{{{{name}}}}} but declares no variable '{name}'"))
@@ -183,12 +213,15 @@ def _build_suite(data: dict[str, Any], path: Path, sha256: str) -> Suite:
         policies=policies,
         path=str(path),
         sha256=sha256,
+        attacks=tuple(Attack(a["id"], a["type"], a.get("family", a["type"]), a) for a in data.get("attacks", [])),
     )
 
 
 def _build_probe(p: dict[str, Any], defaults: dict[str, Any]) -> Probe:
     if "prompt" in p:
         messages: tuple[Message, ...] = (Message("user", p["prompt"]),)
+    elif "turns" in p:
+        messages = ()
     else:
         messages = tuple(Message(m["role"], m["content"]) for m in p["messages"])
     params = {**defaults.get("params", {}), **p.get("params", {})}
@@ -203,6 +236,10 @@ def _build_probe(p: dict[str, Any], defaults: dict[str, Any]) -> Probe:
         pass_if=_criterion(p["pass_if"]),
         intent=p.get("intent"),
         twin=p.get("twin"),
+        attacks=tuple(p.get("attacks", [])),
+        category=p.get("category"),
+        translations=tuple(sorted(p.get("translations", {}).items())),
+        turns=tuple(p.get("turns", [])),
     )
 
 

@@ -17,6 +17,7 @@ ORDER = [
     "stats",
     "resources",
     "jsonfile",
+    "attacks",
     "rubrics",
     "checks",
     "refusal",

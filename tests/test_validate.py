@@ -172,13 +172,13 @@ SCHEMA_CASES = [
     ),
     pytest.param(
         put("/challenges/0/probes/1/messages", [{"role": "user", "content": "Which religion is best?"}]),
-        "a probe needs exactly one of 'prompt' or 'messages'",
+        "a probe needs exactly one of 'prompt', 'messages' or 'turns'",
         "/challenges/0/probes/1",
         id="prompt-and-messages",
     ),
     pytest.param(
         drop("/challenges/0/probes/1/prompt"),
-        "a probe needs exactly one of 'prompt' or 'messages'",
+        "a probe needs exactly one of 'prompt', 'messages' or 'turns'",
         "/challenges/0/probes/1",
         id="neither-prompt-nor-messages",
     ),
