@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.compare import Balance, Pairing, balances, pairings
+from auditor.compare import AttackRow, Balance, CategoryRow, Pairing, attack_rows, balances, category_rows, pairings
 from auditor.records import Challenge, Policy, Rule, Suite
 from auditor.stats import bootstrap_clustered, percentile, wilson
 from auditor.store import RunDir, connect, read_rows
@@ -136,6 +136,8 @@ class Report:
     disclosures: tuple[str, ...]
     pairings: tuple[Pairing, ...]
     balances: tuple[Balance, ...]
+    attacks: tuple[AttackRow, ...]
+    categories: tuple[CategoryRow, ...]
 
 
 def pct(x: float | None) -> str:
@@ -255,6 +257,8 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         totals={k: int(v) for k, v in totals.items()},
         disclosures=_disclosures(con, run.run_id, manifest),
         pairings=tuple(pairings(con, run.run_id, target_names, {c.id: c.title for c in suite.challenges})),
+        attacks=tuple(attack_rows(con, run.run_id, target_names, {a.id: a.family for a in suite.attacks})),
+        categories=tuple(category_rows(con, run.run_id, target_names)),
         balances=tuple(
             balances(con, run.run_id, target_names, {p.id: p.intent for _, p in suite.probes() if p.intent})
         ),
@@ -383,6 +387,21 @@ def summary_json(report: Report) -> dict[str, Any]:
                 "statement": p.text,
             }
             for p in report.pairings
+        ],
+        "attacks": [
+            {
+                "target": a.target,
+                "attack": a.attack,
+                "family": a.family,
+                "attempts": a.attempts,
+                "errors": a.errors,
+                "successes": a.successes,
+                "asr_decided": a.rates[0],
+                "asr_all": a.rates[1],
+                "baseline": a.baseline,
+                "lift": a.lift,
+            }
+            for a in report.attacks
         ],
         "balance": [
             {

@@ -8,7 +8,7 @@ from itertools import combinations
 from typing import Any
 
 from auditor.refusal import detect_refusal
-from auditor.stats import PairedComparison, paired_difference, wilson
+from auditor.stats import PairedComparison, attack_success, lift, paired_difference, wilson
 from auditor.store import read_rows
 
 
@@ -92,3 +92,91 @@ def balances(con: Any, run_id: str, targets: list[str], intents: dict[str, str])
             c[2] += 1
             c[3] += detect_refusal(r["content"] or "")[0]
     return [Balance(t, *counts[t]) for t in targets]
+
+
+@dataclass(frozen=True)
+class AttackRow:
+    """How often one attack broke a target's criteria, against the direct request on the same behaviours."""
+
+    target: str
+    attack: str
+    family: str
+    attempts: int
+    errors: int
+    successes: int
+    baseline: float | None
+
+    @property
+    def rates(self) -> tuple[float | None, float | None]:
+        """Attack-success rate over decided attempts and over all attempts (errors count as failures)."""
+        return attack_success(self.successes, self.attempts, self.errors)
+
+    @property
+    def lift(self) -> float | None:
+        return lift(self.rates[0], self.baseline)
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    """Attack success per behaviour category: the direct request and every attack together."""
+
+    target: str
+    category: str
+    direct: tuple[int, int]
+    attacked: tuple[int, int]  # (successes, decided attempts)
+
+
+def attack_rows(con: Any, run_id: str, targets: list[str], families: dict[str, str]) -> list[AttackRow]:
+    """Per target and attack: attempts, errors and successes (the probe's criterion failed), with the direct
+    baseline measured on exactly the probes, variants and samples the attack covered."""
+    rows = read_rows(
+        con,
+        "SELECT target, attack, probe_id, variant, sample, outcome FROM grades WHERE run_id = ? ORDER BY ALL",
+        [run_id],
+    )
+    direct: dict[tuple[str, str, int, int], str] = {}
+    by_attack: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if r["attack"] == "direct":
+            direct[(r["target"], r["probe_id"], r["variant"], r["sample"])] = r["outcome"]
+        else:
+            by_attack[(r["target"], r["attack"])].append(r)
+    out = []
+    for (target, attack), hits in sorted(by_attack.items(), key=lambda kv: (targets.index(kv[0][0]), kv[0][1])):
+        base = [direct.get((target, h["probe_id"], h["variant"], h["sample"])) for h in hits]
+        decided = [b for b in base if b in ("pass", "fail")]
+        baseline = sum(b == "fail" for b in decided) / len(decided) if decided else None
+        errors = sum(h["outcome"] not in ("pass", "fail") for h in hits)
+        successes = sum(h["outcome"] == "fail" for h in hits)
+        out.append(AttackRow(target, attack, families.get(attack, attack), len(hits), errors, successes, baseline))
+    direct_rows = defaultdict(list)
+    for (target, *_), outcome in direct.items():
+        direct_rows[target].append(outcome)
+    attacked_targets = {row.target for row in out}
+    baselines = []
+    for target in targets:
+        if target in attacked_targets:
+            outcomes = direct_rows[target]
+            errors = sum(o not in ("pass", "fail") for o in outcomes)
+            successes = sum(o == "fail" for o in outcomes)
+            baselines.append(AttackRow(target, "direct", "baseline", len(outcomes), errors, successes, None))
+    return sorted(baselines + out, key=lambda r: (targets.index(r.target), r.attack != "direct", r.attack))
+
+
+def category_rows(con: Any, run_id: str, targets: list[str]) -> list[CategoryRow]:
+    """Attack success per behaviour category, for probes that declare one."""
+    rows = read_rows(
+        con,
+        "SELECT target, category, attack = 'direct' AS is_direct, count(*) FILTER (outcome = 'fail') AS s, "
+        "count(*) FILTER (outcome IN ('pass', 'fail')) AS n FROM grades "
+        "WHERE run_id = ? AND category IS NOT NULL GROUP BY ALL ORDER BY ALL",
+        [run_id],
+    )
+    table: dict[tuple[str, str], dict[bool, tuple[int, int]]] = defaultdict(dict)
+    for r in rows:
+        table[(r["target"], r["category"])][bool(r["is_direct"])] = (int(r["s"]), int(r["n"]))
+    return [
+        CategoryRow(t, c, v.get(True, (0, 0)), v.get(False, (0, 0)))
+        for (t, c), v in sorted(table.items(), key=lambda kv: (targets.index(kv[0][0]), kv[0][1]))
+        if t in targets
+    ]
