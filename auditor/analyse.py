@@ -255,7 +255,13 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         attestations=tuple(c for c in suite.challenges if not c.measured),
         verdicts=tuple(verdicts),
         totals={k: int(v) for k, v in totals.items()},
-        disclosures=_disclosures(con, run.run_id, manifest),
+        disclosures=_disclosures(con, run.run_id, manifest)
+        + tuple(
+            f"The adaptive attack '{a.id}' ({a.type}) is declared but was not run: no attacker model was given "
+            "(auditor run --attacker NAME)."
+            for a in suite.attacks
+            if a.adaptive and not manifest.get("attacker")
+        ),
         pairings=tuple(pairings(con, run.run_id, target_names, {c.id: c.title for c in suite.challenges})),
         attacks=tuple(attack_rows(con, run.run_id, target_names, {a.id: a.family for a in suite.attacks})),
         categories=tuple(category_rows(con, run.run_id, target_names)),

@@ -89,8 +89,10 @@ def schema(kind: str) -> None:
     click.echo(json.dumps(load(kind), indent=2))
 
 
-def _judge(targets_file: Path | None, target_opts: tuple[str, ...], name: str | None) -> Any:
-    """The judge target named by --judge, from the targets file or --target entries."""
+def _judge(
+    targets_file: Path | None, target_opts: tuple[str, ...], name: str | None, kind: str = "judge target"
+) -> Any:
+    """The helper target (judge or attacker) named by an option, from the targets file or --target entries."""
     from auditor.errors import UnknownName
     from auditor.suite import check_target_entries, load_targets, parse_target_option
 
@@ -103,7 +105,7 @@ def _judge(targets_file: Path | None, target_opts: tuple[str, ...], name: str | 
     for t in pool:
         if t.name == name:
             return t
-    raise UnknownName("judge target", name, [t.name for t in pool])
+    raise UnknownName(kind, name, [t.name for t in pool])
 
 
 def _targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[Any]:
@@ -143,6 +145,12 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
 @click.option(
     "--judge", "judge_name", metavar="NAME", help="Target (from --targets) that grades judge criteria; not audited."
 )
+@click.option(
+    "--attacker",
+    "attacker_name",
+    metavar="NAME",
+    help="Target (from --targets) that writes adaptive attacks; not audited.",
+)
 @click.option("--resume", "resume", metavar="RUN", help="Send only the missing requests of an earlier run.")
 @click.option("--label", help="A free-text label stored with the run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for retry jitter.")
@@ -163,6 +171,7 @@ def run(
     targets_file: Path | None,
     target_opts: tuple[str, ...],
     judge_name: str | None,
+    attacker_name: str | None,
     resume: str | None,
     label: str | None,
     seed: int,
@@ -194,11 +203,13 @@ def run(
             "max_retries": max_retries,
         }
         judge = _judge(targets_file, target_opts, judge_name)
-        audited = [t for t in _targets(targets_file, target_opts) if judge is None or t.name != judge.name]
+        attacker = _judge(targets_file, target_opts, attacker_name, "attacker target")
+        helpers = {t.name for t in (judge, attacker) if t is not None}
+        audited = [t for t in _targets(targets_file, target_opts) if t.name not in helpers]
         if not audited:
-            raise UsageError("every target given is the judge: name at least one other target to audit")
+            raise UsageError("every target given is a judge or attacker: name at least one other target to audit")
         targets = [t.with_limits(overrides) for t in audited]
-        run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed, judge))
+        run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker))
     outcome = _execute(run_dir, quiet, not no_cache, max_cost)
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
@@ -358,6 +369,39 @@ def query(sql: str, fmt: str, archive: Path) -> None:
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
     click.echo(format_rows(names, rows, fmt), nl=False)
+
+
+@cli.command("import")
+@click.argument("source", type=click.Choice(["harmbench", "jailbreakbench"]))
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Suite file to write (default: SOURCE.json)."
+)
+@click.option("--id", "suite_id", help="Suite id (default: SOURCE-import).")
+@click.option("--no-attacks", is_flag=True, help="Direct requests only.")
+@click.option(
+    "--functional",
+    default="standard,contextual",
+    show_default=True,
+    help="HarmBench functional categories to import (standard, contextual, copyright).",
+)
+def import_cmd(
+    source: str, csv_file: Path, out: Path | None, suite_id: str | None, no_attacks: bool, functional: str
+) -> None:
+    """Turn a public behaviour CSV you downloaded into a suite (judge criteria: run it with --judge)."""
+    from auditor import importers
+    from auditor.suite import load_suite
+
+    if source == "harmbench":
+        wanted = tuple(f.strip() for f in functional.split(",") if f.strip())
+        suite = importers.import_harmbench(csv_file, suite_id=suite_id, functional=wanted, attacks=not no_attacks)
+    else:
+        suite = importers.import_jailbreakbench(csv_file, suite_id=suite_id, attacks=not no_attacks)
+    target = out or Path(f"{source}.json")
+    importers.write_suite(suite, target)
+    loaded = load_suite(target)
+    probes = sum(len(c.probes) for c in loaded.challenges)
+    click.echo(f"{target}: suite '{loaded.id}' with {len(loaded.challenges)} challenges, {probes} probes")
 
 
 @cli.command()

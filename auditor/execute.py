@@ -176,6 +176,7 @@ class Executor:
         self.prompt_ratio = {name: 1.0 for name in endpoints}
         self.identity_changes: list[dict[str, Any]] = []
         self.gates = {name: Gate(ep.target.limits.concurrency) for name, ep in endpoints.items()}
+        self.clients: dict[str, Any] = {}
         self.buckets = {
             name: (
                 Bucket(ep.target.limits.requests_per_minute) if ep.target.limits.requests_per_minute else None,
@@ -190,26 +191,46 @@ class Executor:
 
     async def run(self, items: Iterable[WorkItem]) -> None:
         """Send every item; raise EndpointError if a target cannot be used at all."""
-        import openai
-
         by_target: dict[str, list[WorkItem]] = {name: [] for name in self.endpoints}
         for item in items:
             by_target[item.target].append(item)
         workers = []
-        clients = []
         for name, ep in self.endpoints.items():
-            client = openai.AsyncOpenAI(
-                base_url=ep.url, api_key=ep.api_key, max_retries=0, timeout=ep.target.limits.timeout_s
-            )
-            clients.append(client)
             queue = iter(by_target[name])
             self.tallies[name].total += len(by_target[name])
-            workers += [self._worker(client, ep, queue) for _ in range(ep.target.limits.concurrency)]
+            workers += [self._worker(self.client(name), ep, queue) for _ in range(ep.target.limits.concurrency)]
         try:
             await _gather_or_cancel(workers)
         finally:
-            for client in clients:
-                await client.close()
+            await self.close()
+
+    def client(self, name: str) -> Any:
+        """The API client for an endpoint, made on first use."""
+        import openai
+
+        if name not in self.clients:
+            ep = self.endpoints[name]
+            self.clients[name] = openai.AsyncOpenAI(
+                base_url=ep.url, api_key=ep.api_key, max_retries=0, timeout=ep.target.limits.timeout_s
+            )
+        return self.clients[name]
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        self.clients.clear()
+
+    async def ask(self, name: str, messages: tuple[Message, ...], params: dict[str, Any]) -> Completion:
+        """One request to endpoint `name` outside a planned item (adaptive attacks), paced and retried alike."""
+        ep = self.endpoints[name]
+        gate = self.gates[name]
+        await gate.acquire()
+        try:
+            completion = await self._call(self.client(name), ep, messages, params)
+        finally:
+            await gate.release()
+        self._count(ep, completion, ep.target.price(completion.prompt_tokens or 0, completion.completion_tokens or 0))
+        return completion
 
     async def _worker(self, client: Any, ep: Endpoint, queue: Iterator[WorkItem]) -> None:
         name = ep.target.name

@@ -7,7 +7,7 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor import __version__, analyse, cache, local, render
+from auditor.adaptive import adaptive_tasks
 from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.execute import Endpoint, Executor, Tally
 from auditor.plan import plan
@@ -34,6 +35,7 @@ class RunOptions:
     label: str | None = None
     seed: int = 0
     judge: Target | None = None
+    attacker: Target | None = None
 
 
 def tool_versions() -> dict[str, str]:
@@ -83,13 +85,15 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
 def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
     """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
     suite = load_suite(suite_path)
-    check_keys(targets + ([options.judge] if options.judge else []))
+    check_keys(targets + [t for t in (options.judge, options.attacker) if t])
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise UsageError(f"target names must be unique in one run: {', '.join(names)}")
     run = Archive(options.archive).new_run()
     shutil.copyfile(suite_path, run.path / "suite.json")
     planned = sum(1 for _ in plan(suite, targets))
+    if options.attacker:
+        planned += sum(len(adaptive_tasks(suite, t)) for t in targets)
     run.write_manifest(
         {
             "format_version": 1,
@@ -106,6 +110,7 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
             "targets": [t.public() for t in targets],
             "options": {"seed": options.seed},
             "judge": options.judge.public() if options.judge else None,
+            "attacker": options.attacker.public() if options.attacker else None,
             "planned_items": planned,
             "tool_versions": tool_versions(),
             "started_at": now(),
@@ -143,11 +148,13 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     targets = run_targets(run)
     archive_root = run.path.parents[1]
     done = run.done_items()
+    suite = None
     if len(done) >= manifest["planned_items"]:
         todo = []  # every planned item has its row: nothing to plan or send
     else:
         suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
         todo = [item for item in plan(suite, targets) if item.item_id not in done]
+    helpers = _helpers(manifest)
     writer = ResponseWriter(run)
     hits = cache.lookup(archive_root, todo) if options.use_cache else {}
     for item in todo:
@@ -164,7 +171,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     run.write_manifest(manifest)
     executor = None
     try:
-        with endpoints(targets) as eps:
+        with endpoints(targets + [h for h in helpers.values() if h.name not in {t.name for t in targets}]) as eps:
             executor = Executor(
                 eps,
                 lambda item, c: writer.add(item, c, cached=False),
@@ -172,7 +179,10 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
                 budget=budget,
                 on_warning=options.warn,
             )
-            asyncio.run(_execute_with_progress(executor, todo, options.progress))
+            then = None
+            if suite is not None and "attacker" in helpers:
+                then = _adaptive(run, executor, suite, targets, helpers, done, writer)
+            asyncio.run(_execute_with_progress(executor, todo, options.progress, then))
         status = "capped" if executor.capped else "complete"
     finally:
         writer.flush()
@@ -186,9 +196,51 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     return {"sent": writer.written - len(hits), "cached": len(hits), "already_done": len(done), "status": status}
 
 
-async def _execute_with_progress(executor: Executor, items: list[Any], progress: Progress | None) -> None:
+def _helpers(manifest: dict[str, Any]) -> dict[str, Target]:
+    """The attacker and judge a run was started with; adaptive attacks are scored by the judge, else the attacker."""
+    from auditor.suite import build_target
+
+    found = {}
+    for role in ("attacker", "judge"):
+        if manifest.get(role):
+            found[role] = build_target({k: v for k, v in manifest[role].items() if v is not None})
+    return found
+
+
+def _adaptive(
+    run: RunDir,
+    executor: Executor,
+    suite: Suite,
+    targets: list[Target],
+    helpers: dict[str, Target],
+    done: set[str],
+    writer: ResponseWriter,
+) -> Callable[[], Awaitable[None]]:
+    """The adaptive searches (PAIR, TAP) of every audited target, to run after the static items."""
+    from auditor.adaptive import Adaptive, Roles, run_searches
+
+    async def searches() -> None:
+        log = ResponseWriter(run, folder="adaptive")
+        scorer = helpers.get("judge", helpers["attacker"]).name
+        try:
+            for target in targets:
+                roles = Roles(target, helpers["attacker"].name, scorer)
+                adaptive = Adaptive(executor, roles, lambda i, c: log.add(i, c, False))
+                await run_searches(adaptive, suite, done, lambda i, c: writer.add(i, c, cached=False))
+        finally:
+            log.flush()
+            await executor.close()
+
+    return searches
+
+
+async def _execute_with_progress(
+    executor: Executor, items: list[Any], progress: Progress | None, then: Callable[[], Awaitable[None]] | None = None
+) -> None:
     if progress is None:
         await executor.run(items)
+        if then is not None:
+            await then()
         return
 
     async def tick() -> None:
@@ -199,6 +251,8 @@ async def _execute_with_progress(executor: Executor, items: list[Any], progress:
     ticker = asyncio.ensure_future(tick())
     try:
         await executor.run(items)
+        if then is not None:
+            await then()
     finally:
         ticker.cancel()
         progress(executor.tallies)

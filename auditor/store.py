@@ -6,6 +6,7 @@ Layout (format version 1):
     ARCHIVE/runs/RUN_ID/run.parquet           the manifest's headline as one row (the `runs` view)
     ARCHIVE/runs/RUN_ID/responses/part-N.parquet   responses, appended in small durable parts
     ARCHIVE/runs/RUN_ID/judgements/part-N.parquet  judge model calls, same columns as responses
+    ARCHIVE/runs/RUN_ID/adaptive/part-N.parquet    attacker, target and scorer calls of adaptive attacks
     ARCHIVE/runs/RUN_ID/grades.parquet        grades, replaced whole on every re-grade
 """
 
@@ -288,6 +289,7 @@ def connect(root: Path) -> Any:
         ("runs", "*/run.parquet", RUNS),
         ("responses", "*/responses/part-*.parquet", RESPONSES),
         ("judgements", "*/judgements/part-*.parquet", RESPONSES),
+        ("adaptive", "*/adaptive/part-*.parquet", RESPONSES),
         ("grades", "*/grades.parquet", GRADES),
     ):
         if any(base.glob(pattern)):
