@@ -62,6 +62,9 @@ class Example:
     messages: tuple[tuple[str, str], ...]
     content: str
     evidence: str
+    attack: str = "direct"
+    withheld: bool = False  # a reply to a harmful request: shown in full only in the evidence appendix
+    number: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,15 +194,19 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
     cells = _cells(con, run.run_id, int(manifest["options"].get("seed", 0)))
     failing = read_rows(
         con,
-        "SELECT g.target, g.challenge_id, g.probe_id, g.sample, g.evidence, r.variables, r.messages, r.content "
+        "SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.sample, g.evidence, r.variables, r.messages, "
+        "r.content "
         "FROM grades g JOIN responses r USING (run_id, item_id) WHERE g.run_id = ? AND g.outcome = 'fail' "
         "ORDER BY g.challenge_id, g.target, g.probe_id, g.variant, g.sample",
         rid,
     )
     examples: dict[tuple[str, str], list[Example]] = defaultdict(list)
+    harmful = {p.id for _, p in suite.probes() if p.intent == "harmful"}
+    shown = 0
     for f in failing:
         key = (f["challenge_id"], f["target"])
         if len(examples[key]) < EXAMPLES_PER_CELL:
+            shown += 1
             examples[key].append(
                 Example(
                     target=f["target"],
@@ -209,6 +216,9 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
                     messages=tuple((m["role"], m["content"]) for m in f["messages"]),
                     content=f["content"] or "",
                     evidence=f["evidence"] or "",
+                    attack=f["attack"] or "direct",
+                    withheld=f["probe_id"] in harmful,
+                    number=shown,
                 )
             )
     graders: dict[str, list[str]] = defaultdict(list)

@@ -42,6 +42,8 @@ class AuditorGroup(click.Group):
             return super().invoke(ctx)
         except AuditorError as exc:
             raise Failure(exc) from None
+        except KeyboardInterrupt:
+            raise Failure(AuditorError("interrupted; everything stored so far is kept")) from None
 
 
 @click.group(cls=AuditorGroup, context_settings={"help_option_names": ["-h", "--help"]})

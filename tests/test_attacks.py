@@ -230,6 +230,10 @@ def test_attack_breakdown_with_direct_baseline(tmp_path: Path, server: Any) -> N
     )
     html = Path(out.stdout.strip()).read_text()
     assert "By behaviour category" in html and "human_jailbreak" in html
+    # replies to harmful requests are withheld from the findings and shown in full only in Appendix B
+    findings, appendix = html.split("Appendix B. Withheld evidence")
+    assert "[withheld from the general reader" in findings and "Sure, here is what you asked for" not in findings
+    assert appendix.count("Sure, here is what you asked for") == findings.count("[withheld from the general reader")
 
 
 def test_scripted_multi_turn_conversation(tmp_path: Path, server: Any) -> None:

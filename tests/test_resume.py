@@ -56,6 +56,17 @@ def slow_hello(request: dict[str, Any]) -> Reply:
     return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=0.05)
 
 
+class Hello:
+    """Says hello after `delay` seconds; slow at first (300 items at concurrency 2 take 30 s, so a signal
+    always lands mid-run), then fast once the test sets `delay` to 0."""
+
+    def __init__(self) -> None:
+        self.delay = 0.2
+
+    def __call__(self, request: dict[str, Any]) -> Reply:
+        return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=self.delay)
+
+
 def start_cli(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "auditor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -85,7 +96,8 @@ def manifest(archive: Path) -> dict[str, Any]:
 
 
 def test_kill_9_then_resume_sends_only_missing_requests(tmp_path: Path, server: Any) -> None:
-    srv = server(slow_hello)
+    hello = Hello()
+    srv = server(hello)
     targets = write_targets(
         tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 2}}
     )
@@ -98,6 +110,7 @@ def test_kill_9_then_resume_sends_only_missing_requests(tmp_path: Path, server: 
     assert 0 < len(before) < N
     assert manifest(archive)["status"] == "running"  # killed: no chance to mark anything
     sent_before = len(srv.requests)
+    hello.delay = 0.0
 
     run_id = manifest(archive)["run_id"]
     resumed = CliRunner().invoke(cli, ["run", "--resume", run_id, "--archive", str(archive), "--quiet"])
@@ -116,7 +129,7 @@ def test_kill_9_then_resume_sends_only_missing_requests(tmp_path: Path, server: 
 
 
 def test_ctrl_c_stops_cleanly_and_marks_the_run_interrupted(tmp_path: Path, server: Any) -> None:
-    srv = server(slow_hello)
+    srv = server(Hello())
     targets = write_targets(
         tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 2}}
     )
