@@ -202,11 +202,11 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
     )
     examples: dict[tuple[str, str], list[Example]] = defaultdict(list)
     harmful = {p.id for _, p in suite.probes() if p.intent == "harmful"}
-    shown = 0
+    numbered = 0
     for f in failing:
         key = (f["challenge_id"], f["target"])
         if len(examples[key]) < EXAMPLES_PER_CELL:
-            shown += 1
+            numbered += 1
             examples[key].append(
                 Example(
                     target=f["target"],
@@ -218,7 +218,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
                     evidence=f["evidence"] or "",
                     attack=f["attack"] or "direct",
                     withheld=f["probe_id"] in harmful,
-                    number=shown,
+                    number=numbered,
                 )
             )
     graders: dict[str, list[str]] = defaultdict(list)

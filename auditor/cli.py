@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from auditor import __version__
+from auditor.cli_inputs import audited_targets, helper_target, import_cmd, plan_cmd, schema, validate
 from auditor.console import Progress, format_rows
-from auditor.errors import AuditorError, InputError, Issue, SuiteError, UsageError
+from auditor.errors import AuditorError, UsageError
 
 ARCHIVE = click.option(
     "--archive",
@@ -50,74 +50,6 @@ class AuditorGroup(click.Group):
 @click.version_option(__version__, prog_name="auditor")
 def cli() -> None:
     """auditor: declarative audit reports for large language models."""
-
-
-@cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
-    """Check suite and targets files; print every issue with file, line and JSON pointer."""
-    from auditor.jsonfile import read
-    from auditor.suite import detect_kind, load_suite, load_targets
-
-    issues = []
-    for path in files:
-        try:
-            data, _ = read(path)
-            kind = detect_kind(data)
-            if kind == "suite":
-                suite = load_suite(path)
-                measured = sum(len(c.probes) for c in suite.challenges)
-                click.echo(
-                    f"{path}: valid suite '{suite.id}' {suite.version}: {len(suite.challenges)} challenges, "
-                    f"{measured} probes, {len(suite.policies)} policies"
-                )
-            else:
-                targets = load_targets(path)
-                click.echo(f"{path}: valid targets file: {', '.join(t.name for t in targets)}")
-        except SuiteError as exc:
-            issues.extend(exc.issues)
-        except InputError as exc:
-            issues.append(Issue(str(path), "", str(exc).removeprefix(f"{path}: ")))
-    if issues:
-        raise SuiteError(issues)
-
-
-@cli.command()
-@click.argument("kind", type=click.Choice(["suite", "targets"]))
-def schema(kind: str) -> None:
-    """Print the JSON Schema of suites or targets files."""
-    from auditor.jsonfile import schema as load
-
-    click.echo(json.dumps(load(kind), indent=2))
-
-
-def _judge(
-    targets_file: Path | None, target_opts: tuple[str, ...], name: str | None, kind: str = "judge target"
-) -> Any:
-    """The helper target (judge or attacker) named by an option, from the targets file or --target entries."""
-    from auditor.errors import UnknownName
-    from auditor.suite import check_target_entries, load_targets, parse_target_option
-
-    if name is None:
-        return None
-    entries = [parse_target_option(t) for t in target_opts if "=" in t]
-    pool = (load_targets(targets_file) if targets_file else []) + (
-        check_target_entries(entries, "--target") if entries else []
-    )
-    for t in pool:
-        if t.name == name:
-            return t
-    raise UnknownName(kind, name, [t.name for t in pool])
-
-
-def _targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[Any]:
-    from auditor.pipeline import load_run_targets
-    from auditor.suite import check_target_entries, parse_target_option
-
-    entries = [parse_target_option(t) for t in target_opts if "=" in t]
-    names = [t for t in target_opts if "=" not in t]
-    built = check_target_entries(entries, "--target") if entries else []
-    return load_run_targets(targets_file, built, names)
 
 
 def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int) -> None:
@@ -204,10 +136,10 @@ def run(
             "timeout_s": timeout,
             "max_retries": max_retries,
         }
-        judge = _judge(targets_file, target_opts, judge_name)
-        attacker = _judge(targets_file, target_opts, attacker_name, "attacker target")
+        judge = helper_target(targets_file, target_opts, judge_name)
+        attacker = helper_target(targets_file, target_opts, attacker_name, "attacker target")
         helpers = {t.name for t in (judge, attacker) if t is not None}
-        audited = [t for t in _targets(targets_file, target_opts) if t.name not in helpers]
+        audited = [t for t in audited_targets(targets_file, target_opts) if t.name not in helpers]
         if not audited:
             raise UsageError("every target given is a judge or attacker: name at least one other target to audit")
         targets = [t.with_limits(overrides) for t in audited]
@@ -244,54 +176,6 @@ def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float 
     return dict(outcome)
 
 
-@cli.command("plan")
-@click.argument("suite", type=click.Path(path_type=Path))
-@click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
-@click.option("--target", "target_opts", multiple=True, help="As for `auditor run`.")
-@click.option(
-    "--assume-rate",
-    type=click.FloatRange(0, 1),
-    default=0.9,
-    show_default=True,
-    help="Pass rate assumed when judging whether the planned trials can decide each policy rule.",
-)
-def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...], assume_rate: float) -> None:
-    """Print requests, tokens and the cost ceiling per target, and what the sample sizes can decide."""
-    from auditor import pipeline
-    from auditor.plan import sample_plan
-    from auditor.suite import load_suite
-
-    rows = []
-    targets = _targets(targets_file, target_opts) if targets_file or target_opts else []
-    for e in pipeline.estimate(suite, targets):
-        cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
-        rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
-    if rows:
-        names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
-        click.echo(format_rows(names, rows, "table"), nl=False)
-        click.echo(
-            "Prompt tokens are estimated at one per 3 bytes; "
-            "the cost is a ceiling that assumes every reply uses max_tokens.\n"
-        )
-    plans = sample_plan(load_suite(suite), assume_rate)
-    table = [
-        (p.challenge_id, p.trials, f"±{100 * p.half_width:.1f} points", "no" if p.undecidable else "yes") for p in plans
-    ]
-    click.echo(
-        format_rows(
-            ["challenge", "trials_per_target", f"ci95_at_{assume_rate:.0%}", "rules_decidable"], table, "table"
-        ),
-        nl=False,
-    )
-    for p in plans:
-        for rule in p.undecidable:
-            click.echo(
-                f"warning: {p.challenge_id}: {p.trials} trials cannot decide {rule} at an assumed pass rate of "
-                f"{assume_rate:.0%}; add samples or probes",
-                err=True,
-            )
-
-
 @cli.command()
 @click.argument("run_id", default="latest")
 @click.option(
@@ -319,7 +203,7 @@ def grade(
     from auditor.store import Archive
 
     run_dir = Archive(archive).run(run_id)
-    rows = pipeline.grade_run(run_dir, suite_path, _judge(targets_file, target_opts, judge_name))
+    rows = pipeline.grade_run(run_dir, suite_path, helper_target(targets_file, target_opts, judge_name))
     counts = Counter(r["outcome"] for r in rows)
     line = (
         f"{run_dir.run_id}: {len(rows)} graded: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error"
@@ -371,39 +255,6 @@ def query(sql: str, fmt: str, archive: Path) -> None:
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
     click.echo(format_rows(names, rows, fmt), nl=False)
-
-
-@cli.command("import")
-@click.argument("source", type=click.Choice(["harmbench", "jailbreakbench"]))
-@click.argument("csv_file", type=click.Path(path_type=Path))
-@click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Suite file to write (default: SOURCE.json)."
-)
-@click.option("--id", "suite_id", help="Suite id (default: SOURCE-import).")
-@click.option("--no-attacks", is_flag=True, help="Direct requests only.")
-@click.option(
-    "--functional",
-    default="standard,contextual",
-    show_default=True,
-    help="HarmBench functional categories to import (standard, contextual, copyright).",
-)
-def import_cmd(
-    source: str, csv_file: Path, out: Path | None, suite_id: str | None, no_attacks: bool, functional: str
-) -> None:
-    """Turn a public behaviour CSV you downloaded into a suite (judge criteria: run it with --judge)."""
-    from auditor import importers
-    from auditor.suite import load_suite
-
-    if source == "harmbench":
-        wanted = tuple(f.strip() for f in functional.split(",") if f.strip())
-        suite = importers.import_harmbench(csv_file, suite_id=suite_id, functional=wanted, attacks=not no_attacks)
-    else:
-        suite = importers.import_jailbreakbench(csv_file, suite_id=suite_id, attacks=not no_attacks)
-    target = out or Path(f"{source}.json")
-    importers.write_suite(suite, target)
-    loaded = load_suite(target)
-    probes = sum(len(c.probes) for c in loaded.challenges)
-    click.echo(f"{target}: suite '{loaded.id}' with {len(loaded.challenges)} challenges, {probes} probes")
 
 
 @cli.command()
@@ -458,6 +309,10 @@ def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None
         click.echo(f"{v.target:24} {v.policy.id:28} {v.decision}")
     for path in render.write(report_obj, out, ["html", "pdf"]):
         click.echo(str(path))
+
+
+for command in (validate, schema, plan_cmd, import_cmd):
+    cli.add_command(command)
 
 
 def main() -> None:
