@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +136,7 @@ class Report:
     verdicts: tuple[Verdict, ...]
     totals: dict[str, int]
     disclosures: tuple[str, ...]
+    seal: str
     pairings: tuple[Pairing, ...]
     balances: tuple[Balance, ...]
     attacks: tuple[AttackRow, ...]
@@ -265,6 +265,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         attestations=tuple(c for c in suite.challenges if not c.measured),
         verdicts=tuple(verdicts),
         totals={k: int(v) for k, v in totals.items()},
+        seal=str(manifest.get("seal", "")),
         disclosures=_disclosures(con, run.run_id, manifest)
         + tuple(
             f"The adaptive attack '{a.id}' ({a.type}) is declared but was not run: no attacker model was given "
@@ -372,79 +373,3 @@ def _target_summary(con: Any, run_id: str, t: dict[str, Any]) -> TargetSummary:
         first_at=times[0] if times else "",
         last_at=times[-1] if times else "",
     )
-
-
-def summary_json(report: Report) -> dict[str, Any]:
-    """A machine-readable summary of a report (for `--json`)."""
-    return {
-        "run_id": report.run_id,
-        "status": report.status,
-        "suite": {"id": report.suite.id, "version": report.suite.version, "sha256": report.suite.sha256},
-        "totals": report.totals,
-        "verdicts": [
-            {
-                "target": v.target,
-                "context": v.policy.id,
-                "decision": v.decision,
-                "conditions": list(v.conditions),
-                "reasons": [r for o in v.outcomes for r in o.reasons],
-            }
-            for v in report.verdicts
-        ],
-        "comparisons": [
-            {
-                "challenge": p.challenge_id,
-                "a": p.a,
-                "b": p.b,
-                "n": p.result.n,
-                "difference": p.result.difference,
-                "ci95": [p.result.low, p.result.high],
-                "p_value": p.result.p_value,
-                "statement": p.text,
-            }
-            for p in report.pairings
-        ],
-        "attacks": [
-            {
-                "target": a.target,
-                "attack": a.attack,
-                "family": a.family,
-                "attempts": a.attempts,
-                "errors": a.errors,
-                "successes": a.successes,
-                "asr_decided": a.rates[0],
-                "asr_all": a.rates[1],
-                "baseline": a.baseline,
-                "lift": a.lift,
-            }
-            for a in report.attacks
-        ],
-        "balance": [
-            {
-                "target": b.target,
-                "harmful_n": b.harmful_n,
-                "harmful_compliance": b.compliance[0],
-                "benign_n": b.benign_n,
-                "over_refusal": b.over_refusal[0],
-            }
-            for b in report.balances
-        ],
-        "cells": [
-            {
-                "challenge": c.challenge_id,
-                "target": c.target,
-                "passed": c.passed,
-                "failed": c.failed,
-                "errored": c.errored,
-                "unparseable": c.unparseable,
-                "rate": c.rate,
-                "ci95": list(c.interval),
-            }
-            for f in report.findings
-            for c in f.cells
-        ],
-    }
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

@@ -53,13 +53,13 @@ def cli() -> None:
 
 
 def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int) -> None:
-    from auditor import analyse, pipeline
+    from auditor import pipeline, summary
 
     if stored or not (run.path / "grades.parquet").is_file():
         pipeline.grade_run(run)
     report = pipeline.report(archive, run)
     if as_json:
-        click.echo(analyse.dumps(analyse.summary_json(report)))
+        click.echo(summary.dumps(summary.summary_json(report)))
         return
     if not quiet:
         for v in report.verdicts:
@@ -255,6 +255,30 @@ def query(sql: str, fmt: str, archive: Path) -> None:
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
     click.echo(format_rows(names, rows, fmt), nl=False)
+
+
+@cli.command()
+@click.argument("run_ids", nargs=-1)
+@ARCHIVE
+def verify(run_ids: tuple[str, ...], archive: Path) -> None:
+    """Check runs against their tamper-evident ledgers (all runs when none is named)."""
+    from auditor.store import Archive
+
+    store = Archive(archive)
+    runs = [store.run(r) for r in run_ids] if run_ids else store.runs()
+    if not runs:
+        raise UsageError(f"{archive}: no runs to verify")
+    broken = 0
+    for run in runs:
+        verdict = run.verify()
+        if verdict.problems:
+            broken += 1
+            for problem in verdict.problems:
+                click.echo(f"{run.run_id}: TAMPERED: {problem}")
+        else:
+            click.echo(f"{run.run_id}: ok, {verdict.files} files, seal {verdict.head[:16]}")
+    if broken:
+        raise AuditorError(f"{broken} of {len(runs)} runs failed verification")
 
 
 @cli.command()

@@ -129,6 +129,9 @@ class CategoryRow:
 def attack_rows(con: Any, run_id: str, targets: list[str], families: dict[str, str]) -> list[AttackRow]:
     """Per target and attack: attempts, errors and successes (the probe's criterion failed), with the direct
     baseline measured on exactly the probes, variants and samples the attack covered."""
+    attacked = read_rows(con, "SELECT count(*) AS n FROM grades WHERE run_id = ? AND attack <> 'direct'", [run_id])
+    if not attacked[0]["n"]:
+        return []
     rows = read_rows(
         con,
         "SELECT target, attack, probe_id, variant, sample, outcome FROM grades WHERE run_id = ? ORDER BY ALL",

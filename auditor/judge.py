@@ -7,8 +7,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from auditor import cache, grade
 from auditor.criteria import JudgeAnswer
 from auditor.execute import Endpoint, Executor
@@ -49,11 +47,8 @@ def judge_item(judge: Target, messages: tuple[Message, ...], max_tokens: int, ab
 
 
 def _stored(run: RunDir) -> dict[str, JudgeAnswer]:
-    parts = run.response_parts("judgements")
-    if not parts:
-        return {}
-    table = pq.ParquetDataset(parts).read(columns=["request_hash", "content", "error_class"])
-    return {r["request_hash"]: JudgeAnswer(r["content"], r["error_class"]) for r in table.to_pylist()}
+    rows = run.read_parts(["request_hash", "content", "error_class"], "judgements")
+    return {r["request_hash"]: JudgeAnswer(r["content"], r["error_class"]) for r in rows}
 
 
 def grade_with_judge(
@@ -64,8 +59,7 @@ def grade_with_judge(
     connect: Connect,
 ) -> list[dict[str, Any]]:
     """Grade every stored response of a run; judge requests not stored yet are sent to `judge`."""
-    parts = run.response_parts()
-    responses = pq.ParquetDataset(parts).read(columns=grade.COLUMNS).to_pylist() if parts else []
+    responses = run.read_parts(grade.COLUMNS)
     wanted: dict[str, WorkItem] = {}
     current: dict[str, Any] = {}
 

@@ -91,6 +91,7 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
         raise UsageError(f"target names must be unique in one run: {', '.join(names)}")
     run = Archive(options.archive).new_run()
     shutil.copyfile(suite_path, run.path / "suite.json")
+    run.seal(run.path / "suite.json")
     planned = sum(1 for _ in plan(suite, targets))
     if options.attacker:
         planned += sum(len(adaptive_tasks(suite, t)) for t in targets)
@@ -271,6 +272,7 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
     if suite_path is not None:
         suite = load_suite(suite_path)
         shutil.copyfile(suite_path, run.path / "graded-suite.json")
+        run.seal(run.path / "graded-suite.json")
         graded = {"file": "graded-suite.json", "source": str(suite_path), "sha256": suite.sha256}
     else:
         suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])

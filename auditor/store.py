@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from auditor import ledger
 from auditor.errors import ArchiveError, UnknownName
 from auditor.records import Completion, WorkItem
 
@@ -116,8 +117,17 @@ def _write_atomic(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def _write_table(table: pa.Table, path: Path) -> None:
-    _write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+def _write_table(table: pa.Table, path: Path, sealed_in: Path | None = None) -> None:
+    """Write a Parquet file atomically; when `sealed_in` (a run folder) is given, record it in that run's ledger
+    between writing and renaming."""
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    if sealed_in is not None:
+        ledger.record(sealed_in, path, tmp)
+    os.replace(tmp, path)
+
+
+SEALED = ("suite.json", "graded-suite.json", "grades.parquet", "*/part-*.parquet")
 
 
 @dataclass(frozen=True)
@@ -147,8 +157,18 @@ class RunDir:
             )
         return dict(data)
 
+    def seal(self, path: Path) -> None:
+        """Record a file the run stored in its tamper-evident ledger."""
+        ledger.record(self.path, path)
+
+    def verify(self) -> ledger.Verdict:
+        """Check the run's stored files against its ledger and the seal in its manifest."""
+        manifest = self.manifest()
+        return ledger.verify(self.path, manifest.get("seal"), SEALED, manifest["status"] != "running")
+
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        """Write the manifest and its one-row Parquet mirror, each atomically."""
+        """Write the manifest (with the ledger's current seal) and its one-row Parquet mirror, each atomically."""
+        manifest["seal"] = ledger.head(self.path)
         text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         _write_atomic(self.manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         row = {
@@ -175,8 +195,21 @@ class RunDir:
             done.update(pq.read_table(part, columns=["item_id"]).column("item_id").to_pylist())
         return done
 
+    def read_parts(self, columns: list[str], folder: str = "responses") -> list[dict[str, Any]]:
+        """Rows of the run's stored parts in `folder` (responses, judgements, adaptive), given columns only."""
+        parts = self.response_parts(folder)
+        if not parts:
+            return []
+        try:
+            return list(pq.ParquetDataset(parts).read(columns=columns).to_pylist())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ArchiveError(
+                f"{self.path / folder}: cannot read stored rows ({str(exc).splitlines()[0]}); "
+                "was the run written by another auditor version?"
+            ) from None
+
     def write_grades(self, rows: list[dict[str, Any]]) -> None:
-        _write_table(pa.Table.from_pylist(rows, schema=GRADES), self.path / "grades.parquet")
+        _write_table(pa.Table.from_pylist(rows, schema=GRADES), self.path / "grades.parquet", self.path)
 
 
 class Archive:
@@ -241,7 +274,7 @@ class ResponseWriter:
         while path.exists():
             self.next_part += 1
             path = self.folder / f"part-{self.next_part:06d}.parquet"
-        _write_table(table, path)
+        _write_table(table, path, self.run.path)
         self.next_part += 1
         self.written += len(self.rows)
         self.rows = []

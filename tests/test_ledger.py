@@ -1,0 +1,98 @@
+"""The tamper-evident archive: every stored file is in a hash-chained ledger that `auditor verify` checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+from conftest import write_targets
+
+from auditor.cli import cli
+
+
+def one_run(tmp_path: Path, mini_suite: Path, server: Any) -> tuple[Path, Path]:
+    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": server().url, "model": "m"})
+    archive = tmp_path / "audits"
+    result = CliRunner().invoke(
+        cli, ["run", str(mini_suite), "--targets", str(targets), "--archive", str(archive), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    run = archive / "runs" / result.stdout.strip().splitlines()[-1]
+    return archive, run
+
+
+def verify(archive: Path) -> Any:
+    return CliRunner().invoke(cli, ["verify", "--archive", str(archive)])
+
+
+def test_a_clean_run_verifies_and_the_report_shows_its_seal(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    result = verify(archive)
+    assert result.exit_code == 0
+    seal = json.loads((run / "manifest.json").read_text())["seal"]
+    assert result.stdout.strip() == f"{run.name}: ok, 3 files, seal {seal[:16]}"  # suite copy, responses, grades
+    out = CliRunner().invoke(
+        cli, ["report", "latest", "--format", "html", "--archive", str(archive), "--out", str(tmp_path / "r")]
+    )
+    assert seal in Path(out.stdout.strip()).read_text()
+
+
+def test_a_changed_response_is_detected(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    (part,) = sorted((run / "responses").glob("part-*.parquet"))
+    table = pq.read_table(part).to_pylist()
+    table[0]["content"] = "I'm sorry, but I can't help with that."  # a failing reply quietly made to pass
+    pq.write_table(pq.read_table(part).from_pylist(table, schema=pq.read_schema(part)), part)
+    result = verify(archive)
+    assert result.exit_code == 1
+    assert f"{run.name}: TAMPERED: responses/{part.name} changed after it was recorded" in result.stdout
+    assert result.stderr.strip() == "error: 1 of 1 runs failed verification"
+
+
+def test_missing_added_and_edited_files_are_detected(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    (run / "grades.parquet").unlink()
+    (run / "responses" / "part-000099.parquet").write_bytes((run / "suite.json").read_bytes())
+    lines = (run / "ledger.jsonl").read_text().splitlines()
+    entry = json.loads(lines[0])
+    entry["sha256"] = "0" * 64
+    lines[0] = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    (run / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+    out = verify(archive).stdout
+    assert "grades.parquet is recorded but missing" in out
+    assert "responses/part-000099.parquet was never recorded" in out
+    assert "ledger.jsonl line 2 does not follow line 1: the ledger was edited" in out
+    assert "suite.json changed after it was recorded" in out  # the forged hash no longer matches the file
+
+
+def test_a_rewritten_ledger_does_not_match_the_seal(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    import hashlib
+
+    archive, run = one_run(tmp_path, mini_suite, server)
+    (part,) = sorted((run / "responses").glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes() + b"x")
+    entries = [json.loads(line) for line in (run / "ledger.jsonl").read_text().splitlines()]
+    prev, lines = "0" * 64, []
+    for entry in entries:  # a forger who re-hashes the changed file and rebuilds the whole chain
+        if entry["file"] == f"responses/{part.name}":
+            entry["sha256"] = hashlib.sha256(part.read_bytes()).hexdigest()
+        entry["prev"] = prev
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        prev = hashlib.sha256(line.encode()).hexdigest()
+        lines.append(line)
+    (run / "ledger.jsonl").write_text("\n".join(lines) + "\n")
+    out = verify(archive).stdout
+    assert (
+        out.strip()
+        == f"{run.name}: TAMPERED: the seal in the manifest matches no point of the ledger: the ledger was rewritten"
+    )
+
+
+def test_regrading_is_recorded_not_flagged(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    assert CliRunner().invoke(cli, ["grade", "latest", "--archive", str(archive)]).exit_code == 0
+    assert verify(archive).exit_code == 0
+    assert len((run / "ledger.jsonl").read_text().splitlines()) == 4  # grades recorded twice, latest wins
