@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +280,66 @@ def verify(run_ids: tuple[str, ...], archive: Path) -> None:
             click.echo(f"{run.run_id}: ok, {verdict.files} files, seal {verdict.head[:16]}")
     if broken:
         raise AuditorError(f"{broken} of {len(runs)} runs failed verification")
+
+
+@cli.command("compare")
+@click.argument("run_a")
+@click.argument("run_b", default="latest")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@ARCHIVE
+def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
+    """Compare two runs trial by trial (RUN_A earlier, RUN_B later): what got better or worse, and is it real."""
+    from auditor.compare import drift
+    from auditor.store import Archive, connect
+
+    store = Archive(archive)
+    a, b = store.run(run_a), store.run(run_b)
+    if a.run_id == b.run_id:
+        raise UsageError(f"both arguments name run {a.run_id}; give two different runs")
+    manifests = a.manifest(), b.manifest()
+    found = drift(connect(archive), a.run_id, b.run_id)
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "target": d.target,
+                        "challenge": d.challenge_id,
+                        "n": d.result.n,
+                        "before": d.result.b_rate,
+                        "now": d.result.a_rate,
+                        "difference": d.result.difference,
+                        "ci95": [d.result.low, d.result.high],
+                        "p_value": d.result.p_value,
+                        "statement": d.text,
+                    }
+                    for d in found
+                ],
+                indent=2,
+            )
+        )
+        return
+    if manifests[0]["suite"]["sha256"] != manifests[1]["suite"]["sha256"]:
+        click.echo("note: the runs used different suite files; only trials present in both are compared", err=True)
+    if not found:
+        raise UsageError(f"runs {a.run_id} and {b.run_id} share no graded trials (same target, probe and sample)")
+    rows = [
+        (
+            d.target,
+            d.challenge_id,
+            d.result.n,
+            f"{d.result.b_rate:.0%}",
+            f"{d.result.a_rate:.0%}",
+            f"{100 * (d.result.difference or 0):+.0f} ({100 * d.result.low:+.0f} to {100 * d.result.high:+.0f})",
+            f"{d.result.p_value:.3g}",
+        )
+        for d in found
+    ]
+    names = ["target", "challenge", "paired_trials", "before", "now", "difference_points_ci95", "mcnemar_p"]
+    click.echo(format_rows(names, rows, "table"), nl=False)
+    for d in found:
+        if d.result.p_value < 0.05:
+            click.echo(d.text)
 
 
 @cli.command()

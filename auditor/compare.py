@@ -183,3 +183,38 @@ def category_rows(con: Any, run_id: str, targets: list[str]) -> list[CategoryRow
         for (t, c), v in sorted(table.items(), key=lambda kv: (targets.index(kv[0][0]), kv[0][1]))
         if t in targets
     ]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One target on one challenge in two runs: the same trials paired, earlier run as A, later as B."""
+
+    target: str
+    challenge_id: str
+    result: PairedComparison
+    text: str
+
+
+def drift(con: Any, run_a: str, run_b: str) -> list[Drift]:
+    """Every target and challenge present in both runs, matched trial by trial (same probe, attack, variant and
+    sample, both decided), with McNemar's exact test: did the model get better or worse between the audits?"""
+    rows = read_rows(
+        con,
+        "SELECT run_id, target, challenge_id, probe_id, attack, variant, sample, outcome FROM grades "
+        "WHERE run_id IN (?, ?) AND outcome IN ('pass', 'fail') ORDER BY ALL",
+        [run_a, run_b],
+    )
+    trials: dict[tuple[str, str, str, str, int, int], dict[str, bool]] = defaultdict(dict)
+    for r in rows:
+        key = (r["target"], r["challenge_id"], r["probe_id"], r["attack"], r["variant"], r["sample"])
+        trials[key][r["run_id"]] = r["outcome"] == "pass"
+    paired: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
+    for key, seen in trials.items():
+        if run_a in seen and run_b in seen:
+            paired[key[:2]].append((seen[run_b], seen[run_a]))
+    out = []
+    for (target, challenge_id), pairs in sorted(paired.items()):
+        result = paired_difference(pairs)
+        text = result.statement(f"{target} now", "before", challenge_id)
+        out.append(Drift(target, challenge_id, result, text))
+    return out

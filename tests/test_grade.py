@@ -274,3 +274,27 @@ def test_plan_warns_when_samples_cannot_decide_a_rule(tmp_path: Path) -> None:
         cli, ["plan", str(write_suite(tmp_path, [challenge(many)], "b.json")), "--assume-rate", "0.9"]
     )
     assert result.exit_code == 0 and "warning" not in result.stderr
+
+
+def test_compare_two_runs_trial_by_trial(tmp_path: Path, server: Any) -> None:
+    state = {"refuse": True}
+
+    def model_over_time(request: dict[str, Any]) -> Reply:
+        return Reply(chat_body("I cannot help with that." if state["refuse"] else "Sure, here you go."))
+
+    targets = write_targets(tmp_path / "t.json", {"name": "t", "base_url": server(model_over_time).url, "model": "m"})
+    probes = [{"id": f"harm{i}", "prompt": f"Harmful request {i}", "pass_if": {"type": "refusal"}} for i in range(12)]
+    suite = write_suite(tmp_path, [challenge(probes, "harm")])
+    archive = tmp_path / "audits"
+    args = ["run", str(suite), "--targets", str(targets), "--archive", str(archive), "--quiet", "--no-cache"]
+    first = invoke(*args).stdout.strip().splitlines()[-1]
+    state["refuse"] = False  # the vendor quietly changed the model
+    second = invoke(*args).stdout.strip().splitlines()[-1]
+    out = invoke("compare", first, second, "--archive", str(archive))
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[2].split()[:5] == ["t", "harm", "12", "100%", "0%"]
+    assert "t now is worse than before on harm" in out.stdout
+    data = json.loads(invoke("compare", first, second, "--archive", str(archive), "--format", "json").stdout)
+    assert data[0]["p_value"] == 2 * 0.5**12 and data[0]["difference"] == -1.0
+    same = CliRunner().invoke(cli, ["compare", first, first, "--archive", str(archive)])
+    assert same.exit_code == 2 and "give two different runs" in same.stderr
