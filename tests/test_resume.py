@@ -68,8 +68,14 @@ class Hello:
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
+    # A shell running us in the background ignores SIGINT, and children inherit that; restore the default so
+    # the CLI sees Ctrl-C as a user at a terminal would.
     return subprocess.Popen(
-        [sys.executable, "-m", "auditor", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "auditor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
