@@ -26,7 +26,6 @@ class JudgeAnswer:
 Ask = Callable[[tuple[Message, ...], int], JudgeAnswer]
 Check = Callable[[Reply, Ask], Grade]
 Factory = Callable[[dict[str, Any], str], Check]
-OUTCOMES = ("pass", "fail", "error", "unparseable")
 
 
 def no_judge(messages: tuple[Message, ...], max_tokens: int) -> JudgeAnswer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from auditor import judge_checks, text_checks, usage_checks
 from auditor.checks import (
-    OUTCOMES,
     REGISTRY,
     Ask,
     Check,
@@ -20,6 +19,6 @@ from auditor.usage_checks import consistency_settings, token_f1
 LOADED = (judge_checks, text_checks, usage_checks)  # importing them fills REGISTRY
 
 __all__ = [
-    "OUTCOMES", "REGISTRY", "Ask", "Check", "CriterionError", "JudgeAnswer", "build", "criterion", "no_judge",
+    "REGISTRY", "Ask", "Check", "CriterionError", "JudgeAnswer", "build", "criterion", "no_judge",
     "detect_refusal", "consistency_settings", "token_f1",
 ]  # fmt: skip

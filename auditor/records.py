@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-SEVERITIES = ("critical", "high", "medium", "low")
-
 
 @dataclass(frozen=True)
 class Criterion:
@@ -142,12 +140,6 @@ class Suite:
     path: str
     sha256: str
     attacks: tuple[Attack, ...] = ()
-
-    def challenge(self, challenge_id: str) -> Challenge:
-        for c in self.challenges:
-            if c.id == challenge_id:
-                return c
-        raise KeyError(challenge_id)
 
     def probes(self) -> list[tuple[Challenge, Probe]]:
         return [(c, p) for c in self.challenges for p in c.probes]
