@@ -273,3 +273,23 @@ def test_command_line_limits_override_the_targets_file(tmp_path: Path, mini_suit
     # not a terminal: plain progress lines on stderr, and a closing count
     assert "[t] 7/7 done" in result.stderr
     assert "7 sent, 0 from cache, 0 already stored" in result.stderr
+
+
+def test_plan_prints_requests_tokens_and_the_cost_ceiling(tmp_path: Path) -> None:
+    targets = write_targets(
+        tmp_path / "t.json",
+        {
+            "name": "priced",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "m",
+            "facts": {"price_input_per_mtok": 1000.0, "price_output_per_mtok": 1000.0},
+        },
+        {"name": "free", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+    )
+    result = CliRunner().invoke(cli, ["plan", str(big_suite(tmp_path)), "--targets", str(targets)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines()[2:4]]
+    # "Say hello." is 10 bytes: 10 // 3 + 4 per message + 3 = 10 prompt tokens per item; 300 items;
+    # ceiling 16 tokens each; cost (3,000 + 4,800) * $1,000 / 1e6 = $7.80
+    assert rows[0] == ["priced", "300", "3000", "4800", "7.8000"]
+    assert rows[1][:4] == ["free", "300", "3000", "4800"] and "no prices declared" in result.stdout
