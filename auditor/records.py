@@ -141,6 +141,13 @@ class Suite:
     sha256: str
     attacks: tuple[Attack, ...] = ()
 
+    def challenge(self, challenge_id: str) -> Challenge:
+        """The challenge with this id (KeyError if there is none)."""
+        for c in self.challenges:
+            if c.id == challenge_id:
+                return c
+        raise KeyError(challenge_id)
+
     def probes(self) -> list[tuple[Challenge, Probe]]:
         return [(c, p) for c in self.challenges for p in c.probes]
 
