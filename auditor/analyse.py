@@ -6,7 +6,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.compare import AttackRow, Balance, CategoryRow, Pairing, attack_rows, balances, category_rows, pairings
+from auditor.compare import (
+    AttackRow,
+    Balance,
+    CategoryRow,
+    Drift,
+    Pairing,
+    attack_rows,
+    balances,
+    category_rows,
+    drift,
+    pairings,
+)
 from auditor.records import Challenge, Policy, Rule, Suite
 from auditor.stats import bootstrap_clustered, percentile, wilson
 from auditor.store import RunDir, connect, read_rows
@@ -137,6 +148,8 @@ class Report:
     totals: dict[str, int]
     disclosures: tuple[str, ...]
     seal: str
+    baseline: str | None
+    drift: tuple[Drift, ...]
     pairings: tuple[Pairing, ...]
     balances: tuple[Balance, ...]
     attacks: tuple[AttackRow, ...]
@@ -185,8 +198,9 @@ def decide(target: str, policy: Policy, outcomes: list[RuleOutcome]) -> Verdict:
     return Verdict(target, policy, decision, tuple(outcomes), conditions)
 
 
-def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
-    """Compute the report object for a graded run from the archive's DuckDB views."""
+def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir | None = None) -> Report:
+    """Compute the report object for a graded run from the archive's DuckDB views (and its change since an
+    earlier `baseline` run, trial by trial, when one is given)."""
     manifest = run.manifest()
     con = connect(archive_root)
     rid = [run.run_id]
@@ -266,6 +280,8 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any) -> Report:
         verdicts=tuple(verdicts),
         totals={k: int(v) for k, v in totals.items()},
         seal=str(manifest.get("seal", "")),
+        baseline=baseline.run_id if baseline else None,
+        drift=tuple(drift(con, baseline.run_id, run.run_id)) if baseline else (),
         disclosures=_disclosures(con, run.run_id, manifest)
         + tuple(
             f"The adaptive attack '{a.id}' ({a.type}) is declared but was not run: no attacker model was given "

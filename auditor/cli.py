@@ -222,7 +222,8 @@ def grade(
     help="Use these templates instead of the bundled ones.",
 )
 @ARCHIVE
-def report(run_id: str, formats: str, out: Path, templates: Path | None, archive: Path) -> None:
+@click.option("--baseline", metavar="RUN", help="An earlier run to report the change since, trial by trial.")
+def report(run_id: str, formats: str, out: Path, templates: Path | None, baseline: str | None, archive: Path) -> None:
     """Render a run's report as HTML and/or PDF (no model is called)."""
     from auditor import pipeline
     from auditor.store import Archive
@@ -231,8 +232,12 @@ def report(run_id: str, formats: str, out: Path, templates: Path | None, archive
     bad = [f for f in wanted if f not in ("html", "pdf")]
     if bad or not wanted:
         raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf or html,pdf")
-    run_dir = Archive(archive).run(run_id)
-    for path in pipeline.write_report(archive, run_dir, out, wanted, templates):
+    store = Archive(archive)
+    run_dir = store.run(run_id)
+    earlier = store.run(baseline) if baseline else None
+    if earlier is not None and earlier.run_id == run_dir.run_id:
+        raise UsageError(f"--baseline names the reported run {run_dir.run_id} itself; give an earlier run")
+    for path in pipeline.write_report(archive, run_dir, out, wanted, templates, earlier):
         click.echo(str(path))
 
 

@@ -296,18 +296,26 @@ def graded_suite(run: RunDir) -> Suite:
     return load_suite(run.path / graded["file"], graded["sha256"])
 
 
-def report(archive: Path, run: RunDir) -> analyse.Report:
-    """Build the report object for a run, grading it first if it has never been graded."""
-    if not (run.path / "grades.parquet").is_file() or "file" not in run.manifest().get("graded_with", {}):
-        grade_run(run)
-    return analyse.build_report(run, graded_suite(run), archive)
+def report(archive: Path, run: RunDir, baseline: RunDir | None = None) -> analyse.Report:
+    """Build the report object for a run, grading it (and the baseline) first if never graded."""
+    for r in (run, baseline):
+        if r is not None and (
+            not (r.path / "grades.parquet").is_file() or "file" not in r.manifest().get("graded_with", {})
+        ):
+            grade_run(r)
+    return analyse.build_report(run, graded_suite(run), archive, baseline)
 
 
 def write_report(
-    archive: Path, run: RunDir, out: Path, formats: list[str], templates: Path | None = None
+    archive: Path,
+    run: RunDir,
+    out: Path,
+    formats: list[str],
+    templates: Path | None = None,
+    baseline: RunDir | None = None,
 ) -> list[Path]:
     """Analyse a graded run and render it."""
-    return render.write(report(archive, run), out, formats, templates)
+    return render.write(report(archive, run, baseline), out, formats, templates)
 
 
 def load_run_targets(targets_file: Path | None, entries: list[Target], select: list[str]) -> list[Target]:

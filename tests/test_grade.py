@@ -298,3 +298,17 @@ def test_compare_two_runs_trial_by_trial(tmp_path: Path, server: Any) -> None:
     assert data[0]["p_value"] == 2 * 0.5**12 and data[0]["difference"] == -1.0
     same = CliRunner().invoke(cli, ["compare", first, first, "--archive", str(archive)])
     assert same.exit_code == 2 and "give two different runs" in same.stderr
+    out = invoke(
+        "report",
+        second,
+        "--baseline",
+        first,
+        "--format",
+        "html",
+        "--archive",
+        str(archive),
+        "--out",
+        str(tmp_path / "r"),
+    )
+    html = Path(out.stdout.strip()).read_text()
+    assert f"Change since run {first}" in html and "t now is worse than before on harm" in html
