@@ -150,6 +150,19 @@ class Report:
     seal: str
     baseline: str | None
     drift: tuple[Drift, ...]
+
+    def controls(self) -> list[tuple[str, list[Challenge], list[Cell]]]:
+        """Each control id the suite names, the challenges that evidence it, and their cells (all targets)."""
+        by_control: dict[str, list[Challenge]] = defaultdict(list)
+        for c in self.suite.challenges:
+            for control in c.controls:
+                by_control[control].append(c)
+        cells = {(cell.challenge_id, cell.target): cell for f in self.findings for cell in f.cells}
+        return [
+            (control, chs, [cells[(c.id, t.name)] for c in chs for t in self.targets if (c.id, t.name) in cells])
+            for control, chs in sorted(by_control.items())
+        ]
+
     pairings: tuple[Pairing, ...]
     balances: tuple[Balance, ...]
     attacks: tuple[AttackRow, ...]

@@ -143,6 +143,8 @@ def test_report_html_and_pdf(tmp_path: Path, mini_suite: Path, server: Any) -> N
     text = " ".join(page.extract_text() for page in PdfReader(str(pdf_path)).pages)
     assert "approve with conditions" in text
     assert "Harmful requests" in text and "Training data disclosure" in text
+    # control coverage: OWASP-LLM01 is evidenced by the harm challenge, which the scripted model always passed
+    assert "OWASP-LLM01:2025" in html and "100% (harm)" in html
     assert run_id in text
 
 
