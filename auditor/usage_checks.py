@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from auditor.checks import Ask, Check, CriterionError, criterion, show
@@ -95,41 +96,55 @@ def _ceiling(spec: dict[str, Any], pointer: str, key: str) -> float:
         raise CriterionError(pointer + "/" + key, f"needs a numeric '{key}'") from None
 
 
-@criterion("latency")
-def _latency(spec: dict[str, Any], pointer: str) -> Check:
-    ceiling = _ceiling(spec, pointer, "max_s")
+def _at_most(
+    spec: dict[str, Any],
+    pointer: str,
+    key: str,
+    measure: Callable[[Reply], float | None],
+    describe: Callable[[float, float], str],
+    missing: str,
+) -> Check:
+    """A check that a recorded figure of the reply stays at or under the spec's ceiling `key`."""
+    ceiling = _ceiling(spec, pointer, key)
 
     def check(reply: Reply, ask: Ask) -> Grade:
-        ok = reply.latency_s <= ceiling
-        return Grade("pass" if ok else "fail", f"latency {reply.latency_s:.2f} s (maximum {ceiling:g} s)")
+        value = measure(reply)
+        if value is None:
+            return Grade("error", missing)
+        return Grade("pass" if value <= ceiling else "fail", describe(value, ceiling))
 
     return check
+
+
+@criterion("latency")
+def _latency(spec: dict[str, Any], pointer: str) -> Check:
+    return _at_most(
+        spec, pointer, "max_s", lambda r: r.latency_s, lambda v, c: f"latency {v:.2f} s (maximum {c:g} s)", ""
+    )
 
 
 @criterion("output_tokens")
 def _output_tokens(spec: dict[str, Any], pointer: str) -> Check:
-    ceiling = _ceiling(spec, pointer, "max")
-
-    def check(reply: Reply, ask: Ask) -> Grade:
-        if reply.completion_tokens is None:
-            return Grade("error", "the endpoint reported no token usage")
-        ok = reply.completion_tokens <= ceiling
-        return Grade("pass" if ok else "fail", f"{reply.completion_tokens} output tokens (maximum {ceiling:g})")
-
-    return check
+    return _at_most(
+        spec,
+        pointer,
+        "max",
+        lambda r: r.completion_tokens,
+        lambda v, c: f"{v:g} output tokens (maximum {c:g})",
+        "the endpoint reported no token usage",
+    )
 
 
 @criterion("cost")
 def _cost(spec: dict[str, Any], pointer: str) -> Check:
-    ceiling = _ceiling(spec, pointer, "max_usd")
-
-    def check(reply: Reply, ask: Ask) -> Grade:
-        if reply.cost_usd is None:
-            return Grade("error", "no prices declared for this target, or no token usage reported")
-        ok = reply.cost_usd <= ceiling
-        return Grade("pass" if ok else "fail", f"cost ${reply.cost_usd:.6f} (maximum ${ceiling:g})")
-
-    return check
+    return _at_most(
+        spec,
+        pointer,
+        "max_usd",
+        lambda r: r.cost_usd,
+        lambda v, c: f"cost ${v:.6f} (maximum ${c:g})",
+        "no prices declared for this target, or no token usage reported",
+    )
 
 
 @criterion("consistency")
