@@ -44,6 +44,24 @@ class Balance:
         return rate, wilson(self.benign_refused, self.benign_n)
 
 
+_TRIAL = ("challenge_id", "probe_id", "attack", "variant", "sample")
+
+
+def _paired(
+    rows: list[dict[str, Any]], side: str, group: tuple[str, ...], a: str, b: str
+) -> dict[tuple[Any, ...], list[tuple[bool, bool]]]:
+    """Decided trials matched across two sides (`side` is the column telling them apart, e.g. target or run),
+    as (a passed, b passed) pairs grouped by the `group` columns."""
+    trials: dict[tuple[Any, ...], dict[str, bool]] = defaultdict(dict)
+    for r in rows:
+        trials[tuple(r[c] for c in (*group, *_TRIAL))][r[side]] = r["outcome"] == "pass"
+    paired: dict[tuple[Any, ...], list[tuple[bool, bool]]] = defaultdict(list)
+    for key, seen in trials.items():
+        if a in seen and b in seen:
+            paired[key[: len(group)]].append((seen[a], seen[b]))
+    return paired
+
+
 def pairings(con: Any, run_id: str, targets: list[str], titles: dict[str, str]) -> list[Pairing]:
     """Every pair of targets on every challenge, matched trial by trial (both decided), with McNemar's test."""
     rows = read_rows(
@@ -52,18 +70,11 @@ def pairings(con: Any, run_id: str, targets: list[str], titles: dict[str, str]) 
         "WHERE run_id = ? AND outcome IN ('pass', 'fail') ORDER BY ALL",
         [run_id],
     )
-    trials: dict[tuple[str, str, str, int, int], dict[str, bool]] = defaultdict(dict)
-    for r in rows:
-        key = (r["challenge_id"], r["probe_id"], r["attack"], r["variant"], r["sample"])
-        trials[key][r["target"]] = r["outcome"] == "pass"
     out = []
     for a, b in combinations(targets, 2):
-        by_challenge: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
-        for key, seen in trials.items():
-            if a in seen and b in seen:
-                by_challenge[key[0]].append((seen[a], seen[b]))
-        for challenge_id in sorted(by_challenge):
-            result = paired_difference(by_challenge[challenge_id])
+        by_challenge = _paired(rows, "target", ("challenge_id",), a, b)
+        for (challenge_id,) in sorted(by_challenge):
+            result = paired_difference(by_challenge[(challenge_id,)])
             text = result.statement(a, b, titles.get(challenge_id, challenge_id))
             out.append(Pairing(challenge_id, a, b, result, text))
     return out
@@ -204,14 +215,7 @@ def drift(con: Any, run_a: str, run_b: str) -> list[Drift]:
         "WHERE run_id IN (?, ?) AND outcome IN ('pass', 'fail') ORDER BY ALL",
         [run_a, run_b],
     )
-    trials: dict[tuple[str, str, str, str, int, int], dict[str, bool]] = defaultdict(dict)
-    for r in rows:
-        key = (r["target"], r["challenge_id"], r["probe_id"], r["attack"], r["variant"], r["sample"])
-        trials[key][r["run_id"]] = r["outcome"] == "pass"
-    paired: dict[tuple[str, str], list[tuple[bool, bool]]] = defaultdict(list)
-    for key, seen in trials.items():
-        if run_a in seen and run_b in seen:
-            paired[key[:2]].append((seen[run_b], seen[run_a]))
+    paired = _paired(rows, "run_id", ("target", "challenge_id"), run_b, run_a)
     out = []
     for (target, challenge_id), pairs in sorted(paired.items()):
         result = paired_difference(pairs)

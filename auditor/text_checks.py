@@ -160,38 +160,33 @@ def _worst_undecided(grades: list[Grade]) -> Grade | None:
     return None
 
 
-@criterion("all")
-def _all(spec: dict[str, Any], pointer: str) -> Check:
+def _combine(spec: dict[str, Any], pointer: str, decisive: str) -> Check:
+    """`all` (one fail decides) and `any` (one pass decides); otherwise an error or unparseable grade among
+    the children wins over the remaining outcome, so an undecided child never turns into a pass."""
     checks = _children(spec, pointer)
+    rest = "pass" if decisive == "fail" else "fail"
 
     def check(reply: Reply, ask: Ask) -> Grade:
         grades = [c(reply, ask) for c in checks]
-        failed = [g for g in grades if g.outcome == "fail"]
-        if failed:
-            return Grade("fail", failed[0].evidence, _via(grades))
+        deciding = [g for g in grades if g.outcome == decisive]
+        if deciding:
+            return Grade(decisive, deciding[0].evidence, _via(grades))
         undecided = _worst_undecided(grades)
         if undecided:
             return Grade(undecided.outcome, undecided.evidence, _via(grades))
-        return Grade("pass", "; ".join(g.evidence for g in grades), _via(grades))
+        return Grade(rest, "; ".join(g.evidence for g in grades), _via(grades))
 
     return check
+
+
+@criterion("all")
+def _all(spec: dict[str, Any], pointer: str) -> Check:
+    return _combine(spec, pointer, "fail")
 
 
 @criterion("any")
 def _any(spec: dict[str, Any], pointer: str) -> Check:
-    checks = _children(spec, pointer)
-
-    def check(reply: Reply, ask: Ask) -> Grade:
-        grades = [c(reply, ask) for c in checks]
-        passed = [g for g in grades if g.outcome == "pass"]
-        if passed:
-            return Grade("pass", passed[0].evidence, _via(grades))
-        undecided = _worst_undecided(grades)
-        if undecided:
-            return Grade(undecided.outcome, undecided.evidence, _via(grades))
-        return Grade("fail", "; ".join(g.evidence for g in grades), _via(grades))
-
-    return check
+    return _combine(spec, pointer, "pass")
 
 
 @criterion("not")
