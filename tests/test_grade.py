@@ -312,3 +312,7 @@ def test_compare_two_runs_trial_by_trial(tmp_path: Path, server: Any) -> None:
     )
     html = Path(out.stdout.strip()).read_text()
     assert f"Change since run {first}" in html and "t now is worse than before on harm" in html
+    itself = CliRunner().invoke(cli, ["report", second, "--baseline", second, "--archive", str(archive)])
+    assert itself.exit_code == 2 and "names the reported run" in itself.stderr
+    unknown = CliRunner().invoke(cli, ["report", second, "--baseline", "nope", "--archive", str(archive)])
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("error: unknown run 'nope'")
