@@ -292,7 +292,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
         attestations=tuple(c for c in suite.challenges if not c.measured),
         verdicts=tuple(verdicts),
         totals={k: int(v) for k, v in totals.items()},
-        seal=str(manifest.get("seal", "")),
+        seal=run.head(),
         baseline=baseline.run_id if baseline else None,
         drift=tuple(drift(con, baseline.run_id, run.run_id)) if baseline else (),
         disclosures=_disclosures(con, run.run_id, manifest)

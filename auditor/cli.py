@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from auditor import __version__
-from auditor.cli_inputs import audited_targets, helper_target, import_cmd, plan_cmd, schema, validate
-from auditor.console import Progress, format_rows
-from auditor.errors import AuditorError, UsageError
+from auditor.cli_inputs import MAX_ITEMS, audited_targets, helper_target, import_cmd, plan_cmd, schema, validate
+from auditor.console import Progress, format_rows, printable
+from auditor.errors import AuditorError, UsageError, clip
 
 ARCHIVE = click.option(
     "--archive",
@@ -31,8 +33,14 @@ class Failure(click.ClickException):
         self.exit_code = error.exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
-        for line in self.message.splitlines() or ["failed"]:
-            click.echo(f"error: {line}", err=True)
+        lines = self.message.splitlines() or ["failed"]
+        for line in lines[:MAX_ERROR_LINES]:
+            click.echo(f"error: {printable(clip(line, 1000))}", err=True)
+        if len(lines) > MAX_ERROR_LINES:
+            click.echo(f"error: ... and {len(lines) - MAX_ERROR_LINES} more issues", err=True)
+
+
+MAX_ERROR_LINES = 200
 
 
 class AuditorGroup(click.Group):
@@ -45,6 +53,16 @@ class AuditorGroup(click.Group):
             raise Failure(exc) from None
         except KeyboardInterrupt:
             raise Failure(AuditorError("interrupted; everything stored so far is kept")) from None
+        except OSError as exc:  # the file system or the machine refused: an environment failure
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise Failure(AuditorError(f"{where}{exc.strerror or exc}")) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug: still one line, with how to see the whole story
+            if os.environ.get("AUDITOR_DEBUG"):
+                raise
+            message = f"internal error: {type(exc).__name__}: {exc} (set AUDITOR_DEBUG=1 for the traceback)"
+            raise Failure(AuditorError(message)) from None
 
 
 @click.group(cls=AuditorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,6 +118,7 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@MAX_ITEMS
 @ARCHIVE
 def run(
     suite: Path | None,
@@ -119,6 +138,7 @@ def run(
     max_cost: float | None,
     as_json: bool,
     quiet: bool,
+    max_items: int,
     archive: Path,
 ) -> None:
     """Run SUITE against the targets, store every response, grade, and print the run id."""
@@ -144,7 +164,9 @@ def run(
         if not audited:
             raise UsageError("every target given is a judge or attacker: name at least one other target to audit")
         targets = [t.with_limits(overrides) for t in audited]
-        run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker))
+        run_dir = pipeline.start_run(
+            suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items)
+        )
     outcome = _execute(run_dir, quiet, not no_cache, max_cost)
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
@@ -154,7 +176,10 @@ def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float 
 
     progress = Progress(quiet)
     options = pipeline.ExecOptions(
-        use_cache=use_cache, max_cost=max_cost, progress=progress, warn=lambda m: click.echo(f"warning: {m}", err=True)
+        use_cache=use_cache,
+        max_cost=max_cost,
+        progress=progress,
+        warn=lambda m: click.echo(f"warning: {printable(m)}", err=True),
     )
     resume = f"auditor run --resume {run_dir.run_id}"
     try:
@@ -260,7 +285,7 @@ def query(sql: str, fmt: str, archive: Path) -> None:
         return
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
-    click.echo(format_rows(names, rows, fmt), nl=False)
+    click.echo(format_rows(names, rows, fmt, terminal=fmt != "csv" or sys.stdout.isatty()), nl=False)
 
 
 @cli.command()

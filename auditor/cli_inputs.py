@@ -10,6 +10,7 @@ import click
 
 from auditor.console import format_rows
 from auditor.errors import InputError, Issue, SuiteError
+from auditor.suite import MAX_ITEMS as MAX_SUITE_ITEMS
 
 
 def helper_target(
@@ -41,11 +42,23 @@ def audited_targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> 
     return load_run_targets(targets_file, built, names)
 
 
+MAX_ITEMS = click.option(
+    "--max-items",
+    type=click.IntRange(1),
+    default=MAX_SUITE_ITEMS,
+    show_default=True,
+    envvar="AUDITOR_MAX_ITEMS",
+    help="Refuse a suite that expands to more requests per target than this.",
+)
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
+@MAX_ITEMS
+def validate(files: tuple[Path, ...], max_items: int) -> None:
     """Check suite and targets files; print every issue with file, line and JSON pointer."""
     from auditor.jsonfile import read
+    from auditor.plan import requests_per_target
     from auditor.suite import detect_kind, load_suite, load_targets
 
     issues = []
@@ -54,11 +67,12 @@ def validate(files: tuple[Path, ...]) -> None:
             data, _ = read(path)
             kind = detect_kind(data)
             if kind == "suite":
-                suite = load_suite(path)
+                suite = load_suite(path, max_items=max_items)
                 measured = sum(len(c.probes) for c in suite.challenges)
                 click.echo(
                     f"{path}: valid suite '{suite.id}' {suite.version}: {len(suite.challenges)} challenges, "
-                    f"{measured} probes, {len(suite.policies)} policies"
+                    f"{measured} probes, {len(suite.policies)} policies; "
+                    f"{requests_per_target(suite):,} requests per target"
                 )
             else:
                 targets = load_targets(path)
@@ -91,7 +105,10 @@ def schema(kind: str) -> None:
     show_default=True,
     help="Pass rate assumed when judging whether the planned trials can decide each policy rule.",
 )
-def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...], assume_rate: float) -> None:
+@MAX_ITEMS
+def plan_cmd(
+    suite: Path, targets_file: Path | None, target_opts: tuple[str, ...], assume_rate: float, max_items: int
+) -> None:
     """Print requests, tokens and the cost ceiling per target, and what the sample sizes can decide."""
     from auditor import pipeline
     from auditor.plan import sample_plan
@@ -99,7 +116,7 @@ def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...
 
     rows = []
     targets = audited_targets(targets_file, target_opts) if targets_file or target_opts else []
-    for e in pipeline.estimate(suite, targets):
+    for e in pipeline.estimate(suite, targets, max_items):
         cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
         rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
     if rows:
@@ -109,7 +126,7 @@ def plan_cmd(suite: Path, targets_file: Path | None, target_opts: tuple[str, ...
             "Prompt tokens are estimated at one per 3 bytes; "
             "the cost is a ceiling that assumes every reply uses max_tokens.\n"
         )
-    plans = sample_plan(load_suite(suite), assume_rate)
+    plans = sample_plan(load_suite(suite, max_items=max_items), assume_rate)
     table = [
         (p.challenge_id, p.trials, f"±{100 * p.half_width:.1f} points", "no" if p.undecidable else "yes") for p in plans
     ]

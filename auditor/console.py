@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -68,16 +69,43 @@ class Progress:
             self.live.stop()
 
 
-def format_rows(names: list[str], rows: list[tuple[Any, ...]], fmt: str) -> str:
+# C0 controls but tab and newline, DEL, C1 controls, and the bidirectional overrides that reorder what is shown
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (escape sequences, bidi overrides) shown as \\x.. escapes."""
+    return _CONTROL.sub(lambda m: _escape(m.group(0)), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _json_safe(text: str) -> str:
+    # JSON escapes C0 controls itself; DEL, C1 and bidi overrides become \\u escapes, still valid JSON
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
+
+
+def format_rows(names: list[str], rows: list[tuple[Any, ...]], fmt: str, terminal: bool = True) -> str:
+    """Rows as a table, CSV or JSON. For a `terminal`, control characters in values are escaped (JSON escapes its
+    own); CSV written to a file or pipe keeps the values byte for byte."""
     if fmt == "json":
-        return json.dumps([dict(zip(names, r)) for r in rows], indent=2, default=str, ensure_ascii=False) + "\n"
+        return (
+            _json_safe(json.dumps([dict(zip(names, r)) for r in rows], indent=2, default=str, ensure_ascii=False))
+            + "\n"
+        )
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(names)
-        writer.writerows(rows)
+        if terminal:
+            writer.writerows([[printable(v) if isinstance(v, str) else v for v in r] for r in rows])
+        else:
+            writer.writerows(rows)
         return buf.getvalue()
-    cells = [[("" if v is None else str(v)).replace("\n", " ") for v in r] for r in rows]
+    cells = [[printable(("" if v is None else str(v)).replace("\n", " ")) for v in r] for r in rows]
     widths = [min(60, max([len(n)] + [len(c[i]) for c in cells])) for i, n in enumerate(names)]
 
     def line(values: list[str]) -> str:

@@ -35,10 +35,10 @@ class UnknownName(UsageError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=1)
+        close = difflib.get_close_matches(name, known, n=1) if len(name) <= 200 else []
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         listing = f"; known: {', '.join(known)}" if known and len(known) <= 12 else ""
-        super().__init__(f"unknown {kind} '{name}'{hint}{listing}")
+        super().__init__(f"unknown {kind} '{clip(name, 80)}'{hint}{listing}")
 
 
 class InputError(AuditorError):
@@ -58,7 +58,14 @@ class Issue:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.pointer or '/'}: {self.message}"
+        return clip(f"{where}: {clip(self.pointer, 200) or '/'}: {self.message}")
+
+
+def clip(text: str, limit: int = 400) -> str:
+    """Text cut to `limit` characters with a visible count of what was cut (error lines quote user values)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
 
 
 class SuiteError(InputError):

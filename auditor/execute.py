@@ -21,6 +21,7 @@ from auditor.plan import estimate_tokens
 from auditor.records import Completion, Message, Target, WorkItem
 from auditor.store import now
 from auditor.throttle import Bucket, Budget, Gate
+from auditor.wire import Answer, Malformed, read_body, scrub
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Endpoint:
     target: Target
     url: str
     api_key: str
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be stored or printed: the API key."""
+        return (self.api_key,) if self.api_key != NO_KEY else ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Decision:
     error_class: str
 
 
+NO_KEY = "not-needed"
 _STATUS_CLASS = {400: "bad_request", 401: "auth_error", 403: "auth_error", 404: "not_found", 422: "bad_request"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
@@ -247,7 +254,7 @@ class Executor:
                     await requests.take(1)
                 if tokens:
                     await tokens.take(prompt_est + ceiling)
-                completion = await self._send(client, ep, item)
+                completion = await self._send_safely(client, ep, item)
             finally:
                 await gate.release()
             cost = ep.target.price(completion.prompt_tokens or 0, completion.completion_tokens or 0)
@@ -294,6 +301,17 @@ class Executor:
                 f"(first {first[0]!r} / {first[1]!r}); a backend change can invalidate comparisons"
             )
 
+    async def _send_safely(self, client: Any, ep: Endpoint, item: WorkItem) -> Completion:
+        """`_send`, with anything unforeseen stored as an error row of this item instead of ending the run."""
+        started_at = now()
+        try:
+            return await self._send(client, ep, item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the run goes on; the row says what happened
+            message = scrub(f"{type(exc).__name__}: {exc}", ep.secrets)
+            return _error_completion("internal_error", message, 0.0, 1, started_at)
+
     async def _send(self, client: Any, ep: Endpoint, item: WorkItem) -> Completion:
         """One item: a single request, or a scripted conversation sent turn by turn."""
         if not item.turns:
@@ -333,50 +351,61 @@ class Executor:
             attempt += 1
             t0 = time.monotonic()
             try:
-                resp = await client.chat.completions.create(
+                raw = await client.chat.completions.with_raw_response.create(
                     model=ep.target.model,
                     messages=[{"role": m.role, "content": m.content} for m in messages],
                     **kwargs,
                 )
-                failure = None if resp.choices else Failure("empty", message="the reply had no choices")
+                answer: Answer | Malformed | Failure = read_body(raw.content)
             except Exception as exc:  # every provider error is classified, none escapes
-                failure = _failure(exc)
-            if failure is None:
+                answer = _failure(exc)
+            latency = round(time.monotonic() - t0, 6)
+            if isinstance(answer, Answer):
                 self.gates[ep.target.name].went_well()
-                choice = resp.choices[0]
-                usage = resp.usage
-                return Completion(
-                    content=choice.message.content or "",
-                    finish_reason=choice.finish_reason,
-                    prompt_tokens=usage.prompt_tokens if usage else None,
-                    completion_tokens=usage.completion_tokens if usage else None,
-                    latency_s=round(time.monotonic() - t0, 6),
-                    returned_model=resp.model,
-                    system_fingerprint=getattr(resp, "system_fingerprint", None),
-                    error_class=None,
-                    error_message=None,
-                    attempts=attempt,
-                    started_at=started_at,
-                )
+                return _completion(answer, ep.secrets, latency, attempt, started_at)
+            failure = answer if isinstance(answer, Failure) else Failure(answer.kind, message=answer.message)
             if failure.status in (429, 503):
                 self.gates[ep.target.name].pushed_back()
             decision = classify(failure, attempt, ep.target.limits.max_retries, self.rng.random())
             if not decision.retry:
-                return Completion(
-                    content=None,
-                    finish_reason=None,
-                    prompt_tokens=None,
-                    completion_tokens=None,
-                    latency_s=round(time.monotonic() - t0, 6),
-                    returned_model=None,
-                    system_fingerprint=None,
-                    error_class=decision.error_class,
-                    error_message=failure.message or f"HTTP {failure.status}",
-                    attempts=attempt,
-                    started_at=started_at,
-                )
+                message = scrub(failure.message or f"HTTP {failure.status}", ep.secrets)
+                return _error_completion(decision.error_class, message, latency, attempt, started_at)
             self.tallies[ep.target.name].retries += 1
             await asyncio.sleep(decision.wait_s)
+
+
+def _completion(answer: Answer, secrets: tuple[str, ...], latency: float, attempts: int, started_at: str) -> Completion:
+    """A successful completion, with any secret the endpoint echoed redacted."""
+    return Completion(
+        content=scrub(answer.content, secrets),
+        finish_reason=answer.finish_reason,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        latency_s=latency,
+        returned_model=scrub(answer.model, secrets) if answer.model is not None else None,
+        system_fingerprint=answer.fingerprint,
+        error_class=None,
+        error_message=None,
+        attempts=attempts,
+        started_at=started_at,
+    )
+
+
+def _error_completion(error_class: str, message: str, latency: float, attempts: int, started_at: str) -> Completion:
+    """A request that failed for good: stored as an error row, never graded as a pass or a fail."""
+    return Completion(
+        content=None,
+        finish_reason=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        latency_s=latency,
+        returned_model=None,
+        system_fingerprint=None,
+        error_class=error_class,
+        error_message=message[:1000],
+        attempts=attempts,
+        started_at=started_at,
+    )
 
 
 async def _gather_or_cancel(coros: list[Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from functools import cache
 from json.decoder import scanstring  # type: ignore[attr-defined]
@@ -14,6 +15,7 @@ from auditor.errors import InputError, Issue, SuiteError
 from auditor.resources import data_dir
 
 _WS = re.compile(r"[ \t\n\r]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @cache
@@ -23,20 +25,66 @@ def schema(kind: str) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
+MAX_BYTES = 50_000_000
+MAX_DEPTH = 64
+MAX_INT = 2**63 - 1
+_LONG_NUMBER = re.compile(r"\d{4300,}")
+
+
 def read(path: Path) -> tuple[Any, str]:
-    """Parse a JSON file, returning the value and the raw text; one clear error if it cannot."""
+    """Parse a JSON file, returning the value and the raw text; one clear error if it cannot.
+
+    The value is checked for what JSON allows but a suite cannot use: nesting deeper than MAX_DEPTH,
+    numbers that are not finite or do not fit 64 bits, and text holding lone surrogates (not Unicode).
+    """
     try:
+        if not path.is_file():
+            what = "no such file" if not path.exists() else "not a regular file (a folder, pipe or device)"
+            raise InputError(f"{path}: {what}")
+        if path.stat().st_size > MAX_BYTES:
+            raise InputError(f"{path}: larger than {MAX_BYTES // 1_000_000} MB; not a suite or targets file")
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read: {exc}") from None
     try:
-        return json.loads(text), text
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SuiteError(
             [Issue(str(path), "", f"malformed JSON: {exc.msg} (column {exc.colno})", exc.lineno)]
         ) from None
+    except RecursionError:
+        raise SuiteError([Issue(str(path), "", f"JSON nested deeper than {MAX_DEPTH} levels")]) from None
+    except ValueError as exc:  # an integer literal too long to convert
+        long = _LONG_NUMBER.search(text)
+        line = text.count("\n", 0, long.start()) + 1 if long else None
+        raise SuiteError([Issue(str(path), "", f"a number with more than 4,300 digits ({exc})"[:200], line)]) from None
+    return data, text
+
+
+def value_issues(data: Any) -> list[tuple[str, str]]:
+    """(pointer, message) for every value JSON parses but no suite or targets file can hold."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return [(where, f"nested deeper than {MAX_DEPTH} levels")]
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if _SURROGATE.search(key):
+                    found.append(
+                        (where, "a field name holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text")
+                    )
+                stack.append((where + pointer([key]), child, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((f"{where}/{i}", child, depth + 1) for i, child in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            found.append((where, "text holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append((where, f"{value} is not a finite number"))
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            found.append((where, "the number does not fit in 64 bits"))
+    return sorted(found)
 
 
 def pointer(parts: Any) -> str:
@@ -85,7 +133,8 @@ def positions(text: str) -> dict[str, int]:
     return found
 
 
-def _message(error: Any) -> str:
+def message_of(error: Any) -> str:
+    """A schema error in words: custom x-errors text, unknown fields with did-you-mean, enum options."""
     custom = error.schema.get("x-errors", {}) if isinstance(error.schema, dict) else {}
     if error.validator in custom:
         return str(custom[error.validator])
@@ -111,9 +160,16 @@ def validate(path: Path, kind: str) -> tuple[Any, list[Issue], dict[str, int], s
     import jsonschema
 
     data, text = read(path)
-    validator = jsonschema.Draft202012Validator(schema(kind))
+    bad = value_issues(data)
+    if bad and bad[0][1].startswith("nested deeper"):
+        raise SuiteError([Issue(str(path), bad[0][0], bad[0][1])])
     offsets = positions(text)
-    issues = [located(path, text, offsets, pointer(e.absolute_path), _message(e)) for e in validator.iter_errors(data)]
+    if bad:
+        raise SuiteError([located(path, text, offsets, where, message) for where, message in bad])
+    validator = jsonschema.Draft202012Validator(schema(kind))
+    issues = [
+        located(path, text, offsets, pointer(e.absolute_path), message_of(e)) for e in validator.iter_errors(data)
+    ]
     return data, issues, offsets, text
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 LEDGER = "ledger.jsonl"
+MANIFEST = "manifest.json"
 GENESIS = "0" * 64
 
 
@@ -56,6 +58,33 @@ def record(folder: Path, path: Path, content: Path | None = None) -> str:
     return hashlib.sha256(line.encode()).hexdigest()
 
 
+def recover(folder: Path) -> list[str]:
+    """Finish writes a crash interrupted, so a killed run can resume: a file recorded in the ledger whose
+    temporary copy (NAME.tmp) still holds the recorded bytes is moved into place; any other temporary file
+    was never recorded and is removed (its rows are sent again). Returns the names moved into place."""
+    latest: dict[str, str] = {}
+    for line in _lines(folder):
+        try:
+            entry = json.loads(line)
+            latest[str(entry["file"])] = str(entry["sha256"])
+        except (ValueError, KeyError, TypeError):
+            return []  # a damaged ledger is for verify to report, not for recovery to touch
+    moved = []
+    for tmp in sorted(folder.rglob("*.tmp")):
+        name = tmp.relative_to(folder).as_posix().removesuffix(".tmp")
+        target = folder / name
+        if (
+            name in latest
+            and file_hash(tmp) == latest[name]
+            and (not target.is_file() or file_hash(target) != latest[name])
+        ):
+            os.replace(tmp, target)
+            moved.append(name)
+        else:
+            tmp.unlink()
+    return moved
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What verification found: the files checked, the ledger head, and every problem."""
@@ -65,37 +94,52 @@ class Verdict:
     problems: tuple[str, ...]
 
 
-def verify(folder: Path, sealed: str | None, patterns: tuple[str, ...], finished: bool) -> Verdict:
-    """Check the chain, every recorded file's hash (the latest entry per file wins), files present but never
-    recorded (matching `patterns`), and the `sealed` head kept in the manifest: it must be a point of the
-    chain, and its end once the run has finished (a run killed mid-write may have recorded a little more)."""
+def verify(folder: Path, sealed: str | None, finished: bool, unsealed: tuple[str, ...] = ()) -> Verdict:
+    """Check a run folder against its ledger.
+
+    Checked: the chain (each line names the hash of the one before); every recorded file's hash (the latest
+    entry per file wins); every file in the folder is recorded (but the ledger, temporary files and the
+    `unsealed` names of older formats); and the `sealed` head the manifest carries, which must be a point of
+    the chain. Once the run has finished, the manifest must be the ledger's last entry and carry the head
+    just before it, so nothing was stored after the run was sealed without the manifest saying so.
+    """
     problems = []
     latest: dict[str, str] = {}
     prev = GENESIS
     heads = {GENESIS}
+    before_manifest: str | None = None
+    last_file = ""
     for n, line in enumerate(_lines(folder), start=1):
         try:
             entry = json.loads(line)
-        except ValueError:
-            problems.append(f"{LEDGER} line {n} is not JSON")
+            name, digest = str(entry["file"]), str(entry["sha256"])
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"{LEDGER} line {n} is not a ledger entry")
             break
-        if entry.get("prev") != prev:
+        if not isinstance(entry, dict) or entry.get("prev") != prev:
             problems.append(f"{LEDGER} line {n} does not follow line {n - 1}: the ledger was edited")
+        if name == MANIFEST:
+            before_manifest = prev
         prev = hashlib.sha256(line.encode()).hexdigest()
         heads.add(prev)
-        latest[entry["file"]] = entry["sha256"]
+        latest[name] = digest
+        last_file = name
     for name, digest in sorted(latest.items()):
         path = folder / name
-        if not path.is_file():
+        if name.startswith("/") or ".." in name.split("/"):
+            problems.append(f"{LEDGER} names a file outside the run folder: {name[:200]}")
+        elif not path.is_file():
             problems.append(f"{name} is recorded but missing")
         elif file_hash(path) != digest:
             problems.append(f"{name} changed after it was recorded")
-    for pattern in patterns:
-        for path in sorted(folder.glob(pattern)):
-            if path.relative_to(folder).as_posix() not in latest:
-                problems.append(f"{path.relative_to(folder).as_posix()} was never recorded")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name != LEDGER and not name.endswith(".tmp") and name not in latest and name not in unsealed:
+            problems.append(f"{name} was never recorded")
     if sealed is not None and sealed not in heads:
         problems.append("the seal in the manifest matches no point of the ledger: the ledger was rewritten")
-    elif sealed is not None and finished and sealed != prev:
+    elif finished and not unsealed and (last_file != MANIFEST or sealed != before_manifest):
+        problems.append("files were recorded after the run was sealed")
+    elif finished and unsealed and sealed is not None and sealed != prev:
         problems.append("files were recorded after the run was sealed")
     return Verdict(len(latest), prev, tuple(problems))

@@ -45,7 +45,8 @@ class LocalModel:
 
         self.model_name = path.stem
         self.lock = threading.Lock()
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=2, verbose=False, seed=0)
+        with _plain_cpu_buffers():
+            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=2, verbose=False, seed=0)
 
     def respond(self, request: dict[str, Any]) -> Reply:
         """Answer one chat completion request."""
@@ -74,6 +75,31 @@ class LocalModel:
                 finish_reason=choice.get("finish_reason") or "stop",
             )
         )
+
+
+@contextmanager
+def _plain_cpu_buffers() -> Iterator[None]:
+    """Load the model without llama.cpp's extra CPU buffer types (weight repacking for AMX and similar kernels).
+
+    Built natively on a CPU with AMX, llama.cpp 0.3.36 crashes in its AMX matrix kernel on any prompt of more
+    than one token (segmentation fault in ggml_backend_amx_mul_mat); the plain kernels are correct everywhere
+    and fast enough for a 135M model. Older llama-cpp-python versions lack the setting and are left as they are.
+    """
+    import llama_cpp.llama_cpp as native
+
+    default = native.llama_model_default_params
+
+    def params() -> Any:
+        p = default()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    native.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = default
 
 
 @contextmanager

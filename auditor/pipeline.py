@@ -20,8 +20,8 @@ from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.execute import Endpoint, Executor, Tally
 from auditor.plan import plan
 from auditor.records import Suite, Target
-from auditor.store import Archive, ResponseWriter, RunDir, now
-from auditor.suite import load_suite, load_targets
+from auditor.store import FORMAT_VERSION, Archive, ResponseWriter, RunDir, now
+from auditor.suite import MAX_ITEMS, load_suite, load_targets
 from auditor.throttle import Budget
 
 Progress = Callable[[dict[str, Tally]], None]
@@ -36,6 +36,7 @@ class RunOptions:
     seed: int = 0
     judge: Target | None = None
     attacker: Target | None = None
+    max_items: int = MAX_ITEMS
 
 
 def tool_versions() -> dict[str, str]:
@@ -84,7 +85,7 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
 
 def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
     """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path, max_items=options.max_items)
     check_keys(targets + [t for t in (options.judge, options.attacker) if t])
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
@@ -97,7 +98,7 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
         planned += sum(len(adaptive_tasks(suite, t)) for t in targets)
     run.write_manifest(
         {
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "run_id": run.run_id,
             "label": options.label,
             "status": "running",
@@ -145,6 +146,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     Replies already in the archive for the same request (same endpoint, model, messages, parameters and
     sample) are reused instead of sent, unless the cache is off.
     """
+    run.check_before_writing()
     manifest = run.manifest()
     targets = run_targets(run)
     archive_root = run.path.parents[1]
@@ -297,12 +299,24 @@ def graded_suite(run: RunDir) -> Suite:
 
 
 def report(archive: Path, run: RunDir, baseline: RunDir | None = None) -> analyse.Report:
-    """Build the report object for a run, grading it (and the baseline) first if never graded."""
+    """Build the report object for a run, grading it (and the baseline) first if never graded.
+
+    Every run a report draws on is verified against its ledger first: a report never shows altered figures
+    next to a seal.
+    """
     for r in (run, baseline):
         if r is not None and (
             not (r.path / "grades.parquet").is_file() or "file" not in r.manifest().get("graded_with", {})
         ):
             grade_run(r)
+    for r in (run, baseline):
+        problems = r.verify().problems if r is not None else ()
+        if r is not None and problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ArchiveError(
+                f"run {r.run_id} fails verification: {problems[0]}{more}; no report is rendered from altered "
+                f"evidence (auditor verify {r.run_id})"
+            )
     return analyse.build_report(run, graded_suite(run), archive, baseline)
 
 
@@ -349,11 +363,11 @@ class Estimate:
     priced: bool
 
 
-def estimate(suite_path: Path, targets: list[Target]) -> list[Estimate]:
+def estimate(suite_path: Path, targets: list[Target], max_items: int = MAX_ITEMS) -> list[Estimate]:
     """Requests, estimated prompt tokens, completion ceilings and the cost ceiling per target."""
     from auditor.plan import estimate_tokens
 
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path, max_items=max_items)
     totals = {t.name: [0, 0, 0] for t in targets}
     for item in plan(suite, targets):
         prompt, ceiling = estimate_tokens(item)

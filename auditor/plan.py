@@ -131,6 +131,11 @@ def _item(
     )
 
 
+def requests_per_target(suite: Suite) -> int:
+    """How many requests the suite's static plan sends to each target."""
+    return sum(len(variants(p)) * p.samples * len(attacks_for(suite, p)) for _, p in suite.probes())
+
+
 ASSUMED_MAX_TOKENS = 1024
 
 

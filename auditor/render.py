@@ -15,6 +15,13 @@ def _interval(pair: tuple[float, float]) -> str:
     return f"{pct(pair[0])}–{pct(pair[1])}"
 
 
+def clip(text: str, limit: int) -> str:
+    """Model text cut to `limit` characters with a visible marker; the archive keeps the whole reply."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} [… {len(text) - limit:,} more characters cut here; the archive holds the full text]"
+
+
 def _decision_class(decision: str) -> str:
     return {"approve": "ok", "approve with conditions": "warn", "reject": "bad"}.get(decision, "")
 
@@ -35,6 +42,7 @@ def environment(templates: Path | None) -> object:
     )
     env.filters["pct"] = pct
     env.filters["interval"] = _interval
+    env.filters["clip"] = clip
     env.filters["decision_class"] = _decision_class
     return env
 
@@ -64,7 +72,25 @@ def write_pdf(html: str, path: Path) -> None:
 
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
-    weasyprint.HTML(string=html).write_pdf(str(path))
+    weasyprint.HTML(string=html, url_fetcher=_embedded_only()).write_pdf(str(path))
+
+
+def _embedded_only() -> object:
+    """A WeasyPrint URL fetcher for reports that fetches data: URIs only. A template that lets model text through
+    unescaped still cannot make the renderer read local files or reach the network."""
+    try:
+        from weasyprint.urls import URLFetcher  # WeasyPrint >= 66
+
+        return URLFetcher(allowed_protocols={"data"})
+    except ImportError:  # older WeasyPrint: a plain function
+        from weasyprint import default_url_fetcher
+
+        def fetch(url: str, *args: object, **kwargs: object) -> object:
+            if not url.startswith("data:"):
+                raise ValueError(f"the report renderer fetches nothing but embedded data: refused {url[:80]}")
+            return default_url_fetcher(url, *args, **kwargs)
+
+        return fetch
 
 
 def write(report: Report, out: Path, formats: list[str], templates: Path | None = None) -> list[Path]:

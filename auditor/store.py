@@ -29,7 +29,9 @@ from auditor import ledger
 from auditor.errors import ArchiveError, UnknownName
 from auditor.records import Completion, WorkItem
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest and run.parquet are sealed in the ledger too
+READABLE = (1, 2)
+UNSEALED_IN = {1: ("manifest.json", "run.parquet")}  # files older formats did not record in the ledger
 _META = {b"auditor.format_version": str(FORMAT_VERSION).encode()}
 
 PARAMS = pa.struct(
@@ -127,9 +129,6 @@ def _write_table(table: pa.Table, path: Path, sealed_in: Path | None = None) -> 
     os.replace(tmp, path)
 
 
-SEALED = ("suite.json", "graded-suite.json", "grades.parquet", "*/part-*.parquet")
-
-
 @dataclass(frozen=True)
 class RunDir:
     """One run's folder in the archive."""
@@ -149,13 +148,28 @@ class RunDir:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ArchiveError(f"{self.manifest_path}: unreadable run manifest: {exc}") from None
-        version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version not in READABLE:
             raise ArchiveError(
                 f"{self.manifest_path}: archive format {version} is not supported by this auditor "
                 f"(format {FORMAT_VERSION}); use the auditor version that wrote it"
             )
         return dict(data)
+
+    def check_before_writing(self) -> None:
+        """Finish writes a crash interrupted, then refuse to add to a run whose stored files fail verification."""
+        ledger.recover(self.path)
+        problems = self.verify().problems
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ArchiveError(
+                f"run {self.run_id} fails verification: {problems[0]}{more}; nothing is added to altered "
+                f"evidence (auditor verify {self.run_id})"
+            )
+
+    def head(self) -> str:
+        """The ledger's head: a hash over every file the run has stored, the manifest included."""
+        return ledger.head(self.path)
 
     def seal(self, path: Path) -> None:
         """Record a file the run stored in its tamper-evident ledger."""
@@ -164,13 +178,13 @@ class RunDir:
     def verify(self) -> ledger.Verdict:
         """Check the run's stored files against its ledger and the seal in its manifest."""
         manifest = self.manifest()
-        return ledger.verify(self.path, manifest.get("seal"), SEALED, manifest["status"] != "running")
+        unsealed = UNSEALED_IN.get(manifest["format_version"], ())
+        return ledger.verify(self.path, manifest.get("seal"), manifest.get("status") != "running", unsealed)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        """Write the manifest (with the ledger's current seal) and its one-row Parquet mirror, each atomically."""
-        manifest["seal"] = ledger.head(self.path)
-        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        _write_atomic(self.manifest_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        """Write the one-row Parquet mirror of the manifest, then the manifest carrying the ledger's head at that
+        point (its seal); both are recorded in the ledger, the manifest last, so it seals everything before it."""
+        manifest["format_version"] = FORMAT_VERSION
         row = {
             "run_id": manifest["run_id"],
             "status": manifest["status"],
@@ -183,7 +197,15 @@ class RunDir:
             "finished_at": manifest.get("finished_at"),
             "label": manifest.get("label"),
         }
-        _write_table(pa.Table.from_pylist([row], schema=RUNS), self.path / "run.parquet")
+        _write_table(pa.Table.from_pylist([row], schema=RUNS), self.path / "run.parquet", self.path)
+        manifest["seal"] = ledger.head(self.path)
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+        def write(tmp: Path) -> None:
+            tmp.write_text(text, encoding="utf-8")
+            ledger.record(self.path, self.manifest_path, tmp)
+
+        _write_atomic(self.manifest_path, write)
 
     def response_parts(self, folder: str = "responses") -> list[Path]:
         return sorted((self.path / folder).glob("part-*.parquet"))

@@ -36,10 +36,14 @@ def detect_kind(data: Any) -> str:
     return "suite"
 
 
-def load_suite(path: Path, trusted_sha256: str | None = None) -> Suite:
+MAX_ITEMS = 200_000  # requests per target a suite may expand to, unless raised with --max-items
+
+
+def load_suite(path: Path, trusted_sha256: str | None = None, max_items: int = MAX_ITEMS) -> Suite:
     """Load and check a suite file, raising SuiteError with every issue found.
 
     A file whose SHA-256 equals `trusted_sha256` (a copy checked when its run started) is not checked again.
+    A suite that expands to more than `max_items` requests per target is refused before anything is planned.
     """
     if trusted_sha256 is not None:
         raw = path.read_bytes()
@@ -48,7 +52,41 @@ def load_suite(path: Path, trusted_sha256: str | None = None) -> Suite:
     data, issues, offsets, text = validate(path, "suite")
     raise_if(issues)
     raise_if([located(path, text, offsets, p, m) for p, m in _semantic_issues(data)])
+    raise_if([located(path, text, offsets, p, m) for p, m in _size_issues(data, max_items)])
     return _build_suite(data, path, hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def expansion(data: dict[str, Any]) -> list[tuple[str, int]]:
+    """(probe pointer, requests per target) for every probe of checked suite data, without expanding anything:
+    variable combinations x samples x (the direct request + each static attack it runs under)."""
+    defaults = data.get("defaults", {})
+    static = [a["id"] for a in data.get("attacks", []) if a["type"] not in ("pair", "tap")]
+    sizes = []
+    for ci, ch in enumerate(data["challenges"]):
+        for pi, probe in enumerate(ch.get("probes", [])):
+            combos = 1
+            for values in probe.get("variables", {}).values():
+                combos *= len(values)
+            named = probe.get("attacks", [])
+            attacks = 1 + sum(1 for a in static if "*" in named or a in named)
+            samples = int(probe.get("samples", defaults.get("samples", 1)))
+            sizes.append((f"/challenges/{ci}/probes/{pi}", combos * samples * attacks))
+    return sizes
+
+
+def _size_issues(data: dict[str, Any], max_items: int) -> list[tuple[str, str]]:
+    sizes = expansion(data)
+    total = sum(n for _, n in sizes)
+    if total <= max_items:
+        return []
+    where, biggest = max(sizes, key=lambda s: s[1])
+    return [
+        (
+            where,
+            f"the suite expands to {total:,} requests per target (this probe alone to {biggest:,}), more than the "
+            f"cap of {max_items:,}; cut variable values or samples, or raise the cap with --max-items",
+        )
+    ]
 
 
 def _semantic_issues(data: dict[str, Any]) -> list[tuple[str, str]]:
@@ -250,13 +288,33 @@ def load_targets(path: Path) -> list[Target]:
     """Load and check a targets file."""
     data, issues, offsets, text = validate(path, "targets")
     raise_if(issues)
-    seen: set[str] = set()
-    for i, t in enumerate(data["targets"]):
-        if t["name"] in seen:
-            issues.append(located(path, text, offsets, f"/targets/{i}/name", f"duplicate target name '{t['name']}'"))
-        seen.add(t["name"])
-    raise_if(issues)
+    raise_if([located(path, text, offsets, p, m) for p, m in _target_issues(data["targets"])])
     return [build_target(t) for t in data["targets"]]
+
+
+def _target_issues(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Duplicate names, and credentials written into a base_url (they would land in manifests and reports)."""
+    from urllib.parse import urlsplit
+
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for i, t in enumerate(entries):
+        if t["name"] in seen:
+            found.append((f"/targets/{i}/name", f"duplicate target name '{t['name']}'"))
+        seen.add(t["name"])
+        try:
+            credentials = urlsplit(t["base_url"]).username is not None
+        except ValueError:
+            credentials = False
+        if credentials or "@" in t["base_url"].split("//", 1)[-1].split("/", 1)[0]:
+            found.append(
+                (
+                    f"/targets/{i}/base_url",
+                    "base_url carries credentials (user:password@host); they would be stored in the archive and "
+                    "printed in reports: remove them and give the key with api_key_env",
+                )
+            )
+    return found
 
 
 def build_target(t: dict[str, Any]) -> Target:
@@ -300,10 +358,13 @@ def check_target_entries(entries: list[dict[str, Any]], source: str) -> list[Tar
     """Validate targets given on the command line against the targets schema."""
     import jsonschema
 
-    from auditor.jsonfile import pointer, schema
+    from auditor.jsonfile import message_of, pointer, schema
 
     validator = jsonschema.Draft202012Validator(schema("targets"))
-    issues = [Issue(source, pointer(e.absolute_path), e.message) for e in validator.iter_errors({"targets": entries})]
+    issues = [
+        Issue(source, pointer(e.absolute_path), message_of(e)) for e in validator.iter_errors({"targets": entries})
+    ]
+    issues += [Issue(source, where, message) for where, message in _target_issues(entries)] if not issues else []
     if issues:
         raise SuiteError(issues)
     return [build_target(t) for t in entries]

@@ -31,6 +31,7 @@ ORDER = [
     "ledger",
     "store",
     "serve",
+    "wire",
     "execute",
     "cache",
     "grade",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 from conftest import write_targets
 
@@ -32,12 +34,63 @@ def test_a_clean_run_verifies_and_the_report_shows_its_seal(tmp_path: Path, mini
     archive, run = one_run(tmp_path, mini_suite, server)
     result = verify(archive)
     assert result.exit_code == 0
-    seal = json.loads((run / "manifest.json").read_text())["seal"]
-    assert result.stdout.strip() == f"{run.name}: ok, 3 files, seal {seal[:16]}"  # suite copy, responses, grades
+    last = (run / "ledger.jsonl").read_text().splitlines()[-1]
+    head = hashlib.sha256(last.encode()).hexdigest()  # the seal covers everything, the manifest last
+    assert json.loads(last)["file"] == "manifest.json"
+    # suite copy, responses, grades, run.parquet and the manifest
+    assert result.stdout.strip() == f"{run.name}: ok, 5 files, seal {head[:16]}"
     out = CliRunner().invoke(
         cli, ["report", "latest", "--format", "html", "--archive", str(archive), "--out", str(tmp_path / "r")]
     )
-    assert seal in Path(out.stdout.strip()).read_text()
+    assert head in Path(out.stdout.strip()).read_text()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (("targets", 0, "model"), "gpt-4o"),
+        (("targets", 0, "base_url"), "https://api.example.com/v1"),
+        (("status",), "complete-ish"),
+        (("planned_items",), 3),
+    ],
+)
+def test_a_forged_manifest_is_detected_and_not_reported(
+    tmp_path: Path, mini_suite: Path, server: Any, field: tuple[Any, ...], value: Any
+) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    manifest = json.loads((run / "manifest.json").read_text())
+    holder = manifest
+    for key in field[:-1]:
+        holder = holder[key]
+    holder[field[-1]] = value
+    (run / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    result = verify(archive)
+    assert result.exit_code == 1
+    assert result.stdout.strip() == f"{run.name}: TAMPERED: manifest.json changed after it was recorded"
+    out = CliRunner().invoke(
+        cli, ["report", "latest", "--format", "html", "--archive", str(archive), "--out", str(tmp_path / "r")]
+    )
+    assert out.exit_code == 1
+    assert out.stderr.strip() == (
+        f"error: run {run.name} fails verification: manifest.json changed after it was recorded; no report is "
+        f"rendered from altered evidence (auditor verify {run.name})"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_changed_byte_of_run_parquet_is_detected(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    data = bytearray((run / "run.parquet").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (run / "run.parquet").write_bytes(bytes(data))
+    assert verify(archive).stdout.strip() == f"{run.name}: TAMPERED: run.parquet changed after it was recorded"
+
+
+def test_a_file_added_anywhere_in_the_run_is_detected(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    archive, run = one_run(tmp_path, mini_suite, server)
+    (run / "notes").mkdir()
+    (run / "notes" / "override.json").write_text("{}")
+    assert verify(archive).stdout.strip() == f"{run.name}: TAMPERED: notes/override.json was never recorded"
 
 
 def test_a_changed_response_is_detected(tmp_path: Path, mini_suite: Path, server: Any) -> None:
@@ -69,8 +122,6 @@ def test_missing_added_and_edited_files_are_detected(tmp_path: Path, mini_suite:
 
 
 def test_a_rewritten_ledger_does_not_match_the_seal(tmp_path: Path, mini_suite: Path, server: Any) -> None:
-    import hashlib
-
     archive, run = one_run(tmp_path, mini_suite, server)
     (part,) = sorted((run / "responses").glob("part-*.parquet"))
     part.write_bytes(part.read_bytes() + b"x")
@@ -95,4 +146,5 @@ def test_regrading_is_recorded_not_flagged(tmp_path: Path, mini_suite: Path, ser
     archive, run = one_run(tmp_path, mini_suite, server)
     assert CliRunner().invoke(cli, ["grade", "latest", "--archive", str(archive)]).exit_code == 0
     assert verify(archive).exit_code == 0
-    assert len((run / "ledger.jsonl").read_text().splitlines()) == 4  # grades recorded twice, latest wins
+    entries = [json.loads(line) for line in (run / "ledger.jsonl").read_text().splitlines()]
+    assert sum(e["file"] == "grades.parquet" for e in entries) == 2  # recorded twice, the latest wins

@@ -13,7 +13,7 @@ from conftest import MINI_SUITE, ROOT, last_user, write_targets
 
 from auditor.cli import cli
 from auditor.serve import Reply, chat_body, error_body
-from auditor.store import RESPONSES
+from auditor.store import FORMAT_VERSION, RESPONSES
 
 
 def invoke(*args: str) -> Any:
@@ -48,7 +48,7 @@ def test_run_stores_every_response_and_prints_run_id(tmp_path: Path, mini_suite:
     assert {r["returned_model"] for r in rows} == {"scripted-1"}
     assert {r["system_fingerprint"] for r in rows} == {"fp_a"}
     meta = pq.read_schema(sorted((run_dir / "responses").glob("*.parquet"))[0]).metadata
-    assert meta[b"auditor.format_version"] == b"1"
+    assert meta[b"auditor.format_version"] == str(FORMAT_VERSION).encode()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["suite"]["sha256"] and manifest["planned_items"] == 7

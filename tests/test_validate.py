@@ -547,7 +547,7 @@ TARGET_CASES = [
     ),
     pytest.param(
         [{**GOOD_TARGET, "api_key_env": "my-key"}],
-        "'my-key' does not match",
+        "api_key_env must name an environment variable (letters, digits and underscores), never hold the key itself",
         "/targets/0/api_key_env",
         id="bad-key-variable-name",
     ),
