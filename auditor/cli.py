@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -45,6 +44,25 @@ MAX_ERROR_LINES = 200
 
 class AuditorGroup(click.Group):
     """The command group; the one place where library errors become messages and exit codes."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's main, with its usage errors (bad option, missing argument) as one `error:` line like all others."""
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+            code = result if isinstance(result, int) else 0
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "auditor"
+            click.echo(f"error: {printable(clip(exc.format_message(), 1000))} (see {where} --help)", err=True)
+            code = exc.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            code = 1
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -146,7 +164,7 @@ def run(
     from auditor.store import Archive
 
     if resume:
-        run_dir = Archive(archive).run(resume)
+        run_dir = Archive.existing(archive).run(resume)
     else:
         if suite is None:
             raise UsageError("give a SUITE file (or --resume RUN)")
@@ -228,7 +246,7 @@ def grade(
     from auditor import pipeline
     from auditor.store import Archive
 
-    run_dir = Archive(archive).run(run_id)
+    run_dir = Archive.existing(archive).run(run_id)
     rows = pipeline.grade_run(run_dir, suite_path, helper_target(targets_file, target_opts, judge_name))
     counts = Counter(r["outcome"] for r in rows)
     line = (
@@ -257,7 +275,7 @@ def report(run_id: str, formats: str, out: Path, templates: Path | None, baselin
     bad = [f for f in wanted if f not in ("html", "pdf")]
     if bad or not wanted:
         raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf or html,pdf")
-    store = Archive(archive)
+    store = Archive.existing(archive)
     run_dir = store.run(run_id)
     earlier = store.run(baseline) if baseline else None
     if earlier is not None and earlier.run_id == run_dir.run_id:
@@ -274,9 +292,9 @@ def query(sql: str, fmt: str, archive: Path) -> None:
     """Run SQL over the archive's views: runs, responses, grades."""
     import duckdb
 
-    from auditor.store import connect
+    from auditor.store import Archive, connect
 
-    con = connect(archive)
+    con = connect(Archive.existing(archive).root)
     try:
         cur = con.execute(sql)
     except duckdb.Error as exc:
@@ -285,7 +303,8 @@ def query(sql: str, fmt: str, archive: Path) -> None:
         return
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
-    click.echo(format_rows(names, rows, fmt, terminal=fmt != "csv" or sys.stdout.isatty()), nl=False)
+    # color=True: click would strip escape sequences from piped output; values are escaped here for terminals
+    click.echo(format_rows(names, rows, fmt, terminal=fmt != "csv" or sys.stdout.isatty()), nl=False, color=True)
 
 
 @cli.command()
@@ -295,7 +314,7 @@ def verify(run_ids: tuple[str, ...], archive: Path) -> None:
     """Check runs against their tamper-evident ledgers (all runs when none is named)."""
     from auditor.store import Archive
 
-    store = Archive(archive)
+    store = Archive.existing(archive)
     runs = [store.run(r) for r in run_ids] if run_ids else store.runs()
     if not runs:
         raise UsageError(f"{archive}: no runs to verify")
@@ -322,32 +341,16 @@ def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
     from auditor.compare import drift
     from auditor.store import Archive, connect
 
-    store = Archive(archive)
+    store = Archive.existing(archive)
     a, b = store.run(run_a), store.run(run_b)
     if a.run_id == b.run_id:
         raise UsageError(f"both arguments name run {a.run_id}; give two different runs")
     manifests = a.manifest(), b.manifest()
     found = drift(connect(archive), a.run_id, b.run_id)
     if fmt == "json":
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "target": d.target,
-                        "challenge": d.challenge_id,
-                        "n": d.result.n,
-                        "before": d.result.b_rate,
-                        "now": d.result.a_rate,
-                        "difference": d.result.difference,
-                        "ci95": [d.result.low, d.result.high],
-                        "p_value": d.result.p_value,
-                        "statement": d.text,
-                    }
-                    for d in found
-                ],
-                indent=2,
-            )
-        )
+        from auditor.summary import drift_json
+
+        click.echo(drift_json(found))
         return
     if manifests[0]["suite"]["sha256"] != manifests[1]["suite"]["sha256"]:
         click.echo("note: the runs used different suite files; only trials present in both are compared", err=True)
@@ -376,9 +379,9 @@ def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
 @ARCHIVE
 def runs(archive: Path) -> None:
     """List runs with status and headline figures."""
-    from auditor.store import connect, read_rows
+    from auditor.store import Archive, connect, read_rows
 
-    con = connect(archive)
+    con = connect(Archive.existing(archive).root)
     rows = read_rows(
         con,
         "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, "

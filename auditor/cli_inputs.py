@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from auditor.console import format_rows
-from auditor.errors import InputError, Issue, SuiteError
+from auditor.errors import InputError, SuiteError
 from auditor.suite import MAX_ITEMS as MAX_SUITE_ITEMS
 
 
@@ -61,7 +61,7 @@ def validate(files: tuple[Path, ...], max_items: int) -> None:
     from auditor.plan import requests_per_target
     from auditor.suite import detect_kind, load_suite, load_targets
 
-    issues = []
+    issues: list[str] = []
     for path in files:
         try:
             data, _ = read(path)
@@ -78,11 +78,11 @@ def validate(files: tuple[Path, ...], max_items: int) -> None:
                 targets = load_targets(path)
                 click.echo(f"{path}: valid targets file: {', '.join(t.name for t in targets)}")
         except SuiteError as exc:
-            issues.extend(exc.issues)
+            issues.extend(str(i) for i in exc.issues)
         except InputError as exc:
-            issues.append(Issue(str(path), "", str(exc).removeprefix(f"{path}: ")))
+            issues.append(str(exc))
     if issues:
-        raise SuiteError(issues)
+        raise InputError("\n".join(issues))
 
 
 @click.command()

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditor import ledger
-from auditor.errors import ArchiveError, UnknownName
+from auditor.errors import ArchiveError, UnknownName, UsageError
 from auditor.records import Completion, WorkItem
 
 FORMAT_VERSION = 2  # 2: the manifest and run.parquet are sealed in the ledger too
@@ -240,6 +240,14 @@ class Archive:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    @classmethod
+    def existing(cls, root: Path) -> Archive:
+        """An archive that must already exist (for every command that reads one)."""
+        if not root.is_dir():
+            what = "is not a folder" if root.exists() else "does not exist"
+            raise UsageError(f"{root}: no archive here: the folder {what} (give --archive, or run a suite first)")
+        return cls(root)
+
     def new_run(self) -> RunDir:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         run = RunDir(self.root / "runs" / f"{stamp}-{secrets.token_hex(3)}")
@@ -257,7 +265,7 @@ class Archive:
         """Find a run by id, unique prefix, or 'latest'."""
         runs = self.runs()
         if not runs:
-            raise ArchiveError(f"{self.root}: no runs in this archive (run `auditor run SUITE` first)")
+            raise UsageError(f"{self.root}: no runs in this archive (run `auditor run SUITE` first)")
         if run_id == "latest":
             return runs[-1]
         matches = [r for r in runs if r.run_id.startswith(run_id)]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from auditor.analyse import Report
+from auditor.compare import Drift
 
 
 def summary_json(report: Report) -> dict[str, Any]:
@@ -82,3 +83,24 @@ def summary_json(report: Report) -> dict[str, Any]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def drift_json(found: list[Drift]) -> str:
+    """Run-to-run changes (`auditor compare --format json`)."""
+    return json.dumps(
+        [
+            {
+                "target": d.target,
+                "challenge": d.challenge_id,
+                "n": d.result.n,
+                "before": d.result.b_rate,
+                "now": d.result.a_rate,
+                "difference": d.result.difference,
+                "ci95": [d.result.low, d.result.high],
+                "p_value": d.result.p_value,
+                "statement": d.text,
+            }
+            for d in found
+        ],
+        indent=2,
+    )

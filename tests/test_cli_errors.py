@@ -192,8 +192,13 @@ def one_run(suite_file: Path, archive: Path, server: Callable[..., ChatServer]) 
 def test_report_unknown_run_in_empty_archive(archive: Path, make_folder: bool) -> None:
     if make_folder:
         archive.mkdir()
-    line = one_error(invoke("report", "nosuchrun", "--archive", str(archive), "--out", str(archive / "r")), (1, 2))
-    assert f"{archive}: no runs in this archive" in line
+    line = one_error(invoke("report", "nosuchrun", "--archive", str(archive), "--out", str(archive / "r")), 2)
+    if make_folder:
+        assert line == f"error: {archive}: no runs in this archive (run `auditor run SUITE` first)"
+    else:
+        assert line == (
+            f"error: {archive}: no archive here: the folder does not exist (give --archive, or run a suite first)"
+        )
 
 
 def test_report_unknown_run(archive: Path, one_run: str) -> None:
@@ -223,11 +228,13 @@ def test_report_unknown_format(archive: Path, fmt: str) -> None:
 
 
 def test_query_syntax_error(archive: Path) -> None:
+    archive.mkdir()
     line = one_error(invoke("query", "SELEC 1", "--archive", str(archive)), 2)
     assert line.startswith("error: query failed: ")
     assert "SELEC" in line
 
 
 def test_query_unknown_table(archive: Path) -> None:
+    archive.mkdir()
     line = one_error(invoke("query", "SELECT * FROM nosuchtable", "--archive", str(archive)), 2)
     assert line.startswith("error: query failed: ")
