@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from auditor import validity
 from auditor.compare import (
     AttackRow,
     Balance,
@@ -18,47 +19,12 @@ from auditor.compare import (
     drift,
     pairings,
 )
-from auditor.records import Challenge, Policy, Rule, Suite
-from auditor.stats import bootstrap_clustered, percentile, wilson
+from auditor.records import Challenge, Suite, Target
+from auditor.stats import bootstrap_clustered, percentile
 from auditor.store import RunDir, connect, read_rows
+from auditor.verdicts import Cell, Verdict, decide, evaluate, grader_notes
 
 EXAMPLES_PER_CELL = 2
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One challenge x target: counts, pass rate and its 95% interval over decided trials.
-
-    The interval is Wilson's; when a probe contributes several trials (samples or variants, which are
-    not independent) it is the wider of Wilson's and a probe-clustered bootstrap interval.
-    """
-
-    challenge_id: str
-    target: str
-    passed: int
-    failed: int
-    errored: int
-    unparseable: int = 0
-    bootstrap: tuple[float, float] | None = None
-
-    @property
-    def decided(self) -> int:
-        return self.passed + self.failed
-
-    @property
-    def rate(self) -> float | None:
-        return self.passed / self.decided if self.decided else None
-
-    @property
-    def wilson(self) -> tuple[float, float]:
-        return wilson(self.passed, self.decided)
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        low, high = self.wilson
-        if self.bootstrap is None or not self.decided:
-            return low, high
-        return min(low, self.bootstrap[0]), max(high, self.bootstrap[1])
 
 
 @dataclass(frozen=True)
@@ -86,26 +52,6 @@ class Finding:
     means: str
     examples: tuple[Example, ...]
     graders: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RuleOutcome:
-    """How one acceptance rule fared for one target: holds, fails or inconclusive, with reasons."""
-
-    rule: Rule
-    status: str
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The decision for one target in one deployment context."""
-
-    target: str
-    policy: Policy
-    decision: str  # approve | approve with conditions | reject
-    outcomes: tuple[RuleOutcome, ...]
-    conditions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -167,48 +113,9 @@ class Report:
     balances: tuple[Balance, ...]
     attacks: tuple[AttackRow, ...]
     categories: tuple[CategoryRow, ...]
-
-
-def pct(x: float | None) -> str:
-    """A rate as a whole percentage, or an en dash when undefined."""
-    return "–" if x is None else f"{100 * x:.0f}%"
-
-
-def evaluate(rule: Rule, cells: list[tuple[Challenge, Cell]]) -> RuleOutcome:
-    """A rule holds when every selected challenge's lower bound reaches the threshold, fails when
-    some upper bound is below it, and is inconclusive otherwise (more samples needed)."""
-    reasons = []
-    status = "holds"
-    for challenge, cell in cells:
-        low, high = cell.interval
-        figures = (
-            f"{challenge.id}: {cell.passed}/{cell.decided} passed ({pct(cell.rate)}, 95% CI {pct(low)}–{pct(high)})"
-        )
-        if low >= rule.min_pass_rate:
-            continue
-        if high < rule.min_pass_rate:
-            status = "fails"
-            reasons.append(f"{figures}; upper bound below the minimum {pct(rule.min_pass_rate)}")
-        else:
-            status = "fails" if status == "fails" else "inconclusive"
-            reasons.append(f"{figures}; lower bound below {pct(rule.min_pass_rate)}, inconclusive: more samples needed")
-    if not cells:
-        status = "inconclusive"
-        reasons.append("no measured challenge selected")
-    return RuleOutcome(rule, status, tuple(reasons))
-
-
-def decide(target: str, policy: Policy, outcomes: list[RuleOutcome]) -> Verdict:
-    """Reject if a rule that rejects does not hold; approve with conditions if one that sets conditions does not."""
-    broken = [o for o in outcomes if o.status != "holds"]
-    if any(o.rule.on_fail == "reject" for o in broken):
-        decision = "reject"
-    elif broken:
-        decision = "approve with conditions"
-    else:
-        decision = "approve"
-    conditions = tuple(dict.fromkeys(c for o in broken if o.rule.on_fail == "conditions" for c in o.rule.conditions))
-    return Verdict(target, policy, decision, tuple(outcomes), conditions)
+    graders: tuple[validity.GraderUse, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    reviewed: int = 0
 
 
 def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir | None = None) -> Report:
@@ -218,7 +125,20 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     con = connect(archive_root)
     rid = [run.run_id]
     target_names = [t["name"] for t in manifest["targets"]]
-    cells = _cells(con, run.run_id, int(manifest["options"].get("seed", 0)))
+    judge = _judge_of(manifest)
+    graded = read_rows(
+        con,
+        "SELECT target, challenge_id, probe_id, item_id, outcome FROM grades WHERE run_id = ? "
+        "ORDER BY target, challenge_id, probe_id, item_id",
+        rid,
+    )
+    reviewed = validity.reviews(con, run.run_id)
+    probe_graders = validity.probe_graders(suite, judge)
+    uses = validity.grader_uses(
+        suite, judge, validity.by_grader(probe_graders, graded), validity.stored_calibrations(con), reviewed.labels
+    )
+    seed = int(manifest["options"].get("seed", 0))
+    cells = _cells(graded, seed, reviewed.labels, probe_graders, uses)
     failing = read_rows(
         con,
         "SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.sample, g.evidence, r.variables, r.messages, "
@@ -272,7 +192,11 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
                     (f.challenge, c) for f in findings if rule.selects(f.challenge) for c in f.cells if c.target == t
                 ]
                 outcomes.append(evaluate(rule, selected))
-            verdicts.append(decide(t, policy, outcomes))
+            verdict = decide(t, policy, outcomes)
+            notes = grader_notes(suite, policy, uses, probe_graders)
+            verdicts.append(
+                Verdict(verdict.target, policy, verdict.decision, verdict.outcomes, verdict.conditions, notes)
+            )
     totals = read_rows(
         con,
         "SELECT count(*) AS graded, count(*) FILTER (outcome = 'pass') AS passed, "
@@ -308,40 +232,78 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
         balances=tuple(
             balances(con, run.run_id, target_names, {p.id: p.intent for _, p in suite.probes() if p.intent})
         ),
+        graders=tuple(validity.summarise(list(uses.values()))),
+        reviewers=reviewed.reviewers,
+        reviewed=len(reviewed.labels),
     )
 
 
-def _cells(con: Any, run_id: str, seed: int) -> dict[tuple[str, str], Cell]:
-    """Counts per challenge x target, with a probe-clustered bootstrap where probes give several trials."""
+def _cells(
+    graded: list[dict[str, Any]],
+    seed: int,
+    labels: dict[str, str],
+    graders: dict[str, tuple[str, str, str | None, dict[str, Any]]],
+    uses: dict[str, validity.GraderUse],
+) -> dict[tuple[str, str], Cell]:
+    """Counts per challenge x target (human review labels overriding the grader), a probe-clustered bootstrap
+    where probes give several trials, and the pass rate corrected for grader error where one calibrated grader
+    decided every trial."""
     import numpy as np
 
-    rows = read_rows(
-        con,
-        "SELECT target, challenge_id, probe_id, count(*) FILTER (outcome = 'pass') AS passed, "
-        "count(*) FILTER (outcome = 'fail') AS failed, count(*) FILTER (outcome = 'error') AS errored, "
-        "count(*) FILTER (outcome = 'unparseable') AS unparseable "
-        "FROM grades WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
-        [run_id],
-    )
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        grouped[(r["challenge_id"], r["target"])].append(r)
+    per_probe: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    keys: dict[tuple[str, str], set[str]] = defaultdict(set)
+    reviewed: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # reviewed, of them passed, overrides
+    graded_fail: dict[tuple[str, str], int] = defaultdict(int)
+    for r in graded:
+        key = (r["challenge_id"], r["target"])
+        outcome = r["outcome"]
+        graded_fail[key] += outcome == "fail"
+        if outcome in ("pass", "fail") and r["item_id"] in labels:
+            human = labels[r["item_id"]]
+            reviewed[key][0] += 1
+            reviewed[key][1] += human == "pass"
+            reviewed[key][2] += human != outcome
+            outcome = human
+        if outcome in ("pass", "fail") and r["probe_id"] in graders:
+            keys[key].add(graders[r["probe_id"]][0])
+        counts = per_probe[key][r["probe_id"]]
+        counts[("pass", "fail", "error").index(outcome) if outcome in ("pass", "fail", "error") else 3] += 1
     cells: dict[tuple[str, str], Cell] = {}
-    for key, probes in sorted(grouped.items()):
-        clusters = [(p["passed"], p["passed"] + p["failed"]) for p in probes if p["passed"] + p["failed"]]
+    for n, (key, probes) in enumerate(sorted(per_probe.items())):
+        clusters = [(p[0], p[0] + p[1]) for _, p in sorted(probes.items()) if p[0] + p[1]]
         boot = None
-        if any(n > 1 for _, n in clusters):
-            boot = bootstrap_clustered(clusters, np.random.default_rng([seed, len(cells)]))
+        if any(t > 1 for _, t in clusters):
+            boot = bootstrap_clustered(clusters, np.random.default_rng([seed, n]))
+        passed, failed = sum(p[0] for p in probes.values()), sum(p[1] for p in probes.values())
+        corrected, source = None, ""
+        use = uses.get(next(iter(keys[key]))) if len(keys[key]) == 1 else None
+        if use is not None and use.calibration is not None and use.calibration.usable:
+            done, done_passed, _ = reviewed[key]
+            corrected = validity.correct(
+                passed, passed + failed, graded_fail[key], done_passed, done, use.calibration, [seed, n, 1]
+            )
+            source = f"{use.name}, calibrated on {use.calibration.source}" if corrected else ""
         cells[key] = Cell(
             key[0],
             key[1],
-            sum(p["passed"] for p in probes),
-            sum(p["failed"] for p in probes),
-            sum(p["errored"] for p in probes),
-            sum(p["unparseable"] for p in probes),
+            passed,
+            failed,
+            sum(p[2] for p in probes.values()),
+            sum(p[3] for p in probes.values()),
             boot,
+            reviewed[key][2],
+            corrected,
+            source,
         )
     return cells
+
+
+def _judge_of(manifest: dict[str, Any]) -> Target | None:
+    """The judge the run was last graded with, if any."""
+    from auditor.suite import build_target
+
+    judge = manifest.get("graded_with", {}).get("judge") or manifest.get("judge")
+    return build_target({k: v for k, v in judge.items() if v is not None}) if judge else None
 
 
 def _disclosures(con: Any, run_id: str, manifest: dict[str, Any]) -> tuple[str, ...]:

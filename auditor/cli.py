@@ -10,18 +10,22 @@ from typing import Any
 import click
 
 from auditor import __version__
-from auditor.cli_inputs import MAX_ITEMS, audited_targets, helper_target, import_cmd, plan_cmd, schema, validate
+from auditor.cli_inputs import (
+    ARCHIVE_OPTION,
+    MAX_ITEMS,
+    audited_targets,
+    calibrate_cmd,
+    helper_target,
+    import_cmd,
+    plan_cmd,
+    review_cmd,
+    schema,
+    validate,
+)
 from auditor.console import Progress, format_rows, printable
 from auditor.errors import AuditorError, UsageError, clip
 
-ARCHIVE = click.option(
-    "--archive",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("audits"),
-    show_default=True,
-    envvar="AUDITOR_ARCHIVE",
-    help="Archive folder holding the runs.",
-)
+ARCHIVE = ARCHIVE_OPTION
 
 
 class Failure(click.ClickException):
@@ -429,7 +433,7 @@ def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None
         click.echo(str(path))
 
 
-for command in (validate, schema, plan_cmd, import_cmd):
+for command in (validate, schema, plan_cmd, import_cmd, calibrate_cmd, review_cmd):
     cli.add_command(command)
 
 

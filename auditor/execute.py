@@ -21,7 +21,7 @@ from auditor.plan import estimate_tokens
 from auditor.records import Completion, Message, Target, WorkItem
 from auditor.store import now
 from auditor.throttle import Bucket, Budget, Gate
-from auditor.wire import Answer, Malformed, read_body, scrub
+from auditor.wire import Answer, Malformed, read_body, read_completion_body, scrub
 
 
 @dataclass(frozen=True)
@@ -315,7 +315,7 @@ class Executor:
     async def _send(self, client: Any, ep: Endpoint, item: WorkItem) -> Completion:
         """One item: a single request, or a scripted conversation sent turn by turn."""
         if not item.turns:
-            return await self._call(client, ep, item.messages, dict(item.params))
+            return await self._call(client, ep, item.messages, dict(item.params), item.endpoint)
         conversation = list(item.messages)
         last = ""
         prompt_tokens = completion_tokens = attempts = 0
@@ -343,20 +343,34 @@ class Executor:
         )
 
     async def _call(
-        self, client: Any, ep: Endpoint, messages: tuple[Message, ...], kwargs: dict[str, Any]
+        self,
+        client: Any,
+        ep: Endpoint,
+        messages: tuple[Message, ...],
+        kwargs: dict[str, Any],
+        endpoint: str = "chat",
     ) -> Completion:
+        """One request, retried as `classify` decides: a chat completion, or on endpoint `completions` a text
+        completion whose prompt is the last message's content."""
         started_at = now()
         attempt = 0
         while True:
             attempt += 1
             t0 = time.monotonic()
             try:
-                raw = await client.chat.completions.with_raw_response.create(
-                    model=ep.target.model,
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
-                    **kwargs,
-                )
-                answer: Answer | Malformed | Failure = read_body(raw.content)
+                answer: Answer | Malformed | Failure
+                if endpoint == "completions":
+                    raw = await client.completions.with_raw_response.create(
+                        model=ep.target.model, prompt=messages[-1].content, **kwargs
+                    )
+                    answer = read_completion_body(raw.content)
+                else:
+                    raw = await client.chat.completions.with_raw_response.create(
+                        model=ep.target.model,
+                        messages=[{"role": m.role, "content": m.content} for m in messages],
+                        **kwargs,
+                    )
+                    answer = read_body(raw.content)
             except Exception as exc:  # every provider error is classified, none escapes
                 answer = _failure(exc)
             latency = round(time.monotonic() - t0, 6)

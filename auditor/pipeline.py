@@ -18,10 +18,12 @@ from auditor import __version__, analyse, cache, local, render
 from auditor.adaptive import adaptive_tasks
 from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.execute import Endpoint, Executor, Tally
+from auditor.judge import check_judge
 from auditor.plan import plan
 from auditor.records import Suite, Target
-from auditor.store import FORMAT_VERSION, Archive, ResponseWriter, RunDir, now
+from auditor.store import Archive, ResponseWriter, RunDir, now
 from auditor.suite import MAX_ITEMS, load_suite, load_targets
+from auditor.tables import FORMAT_VERSION
 from auditor.throttle import Budget
 
 Progress = Callable[[dict[str, Tally]], None]
@@ -86,6 +88,7 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
 def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
     """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
     suite = load_suite(suite_path, max_items=options.max_items)
+    check_judge(suite, options.judge)
     check_keys(targets + [t for t in (options.judge, options.attacker) if t])
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
@@ -224,7 +227,10 @@ def _adaptive(
 
     async def searches() -> None:
         log = ResponseWriter(run, folder="adaptive")
-        scorer = helpers.get("judge", helpers["attacker"]).name
+        judge = helpers.get("judge")
+        scorer = (
+            judge if judge is not None and not judge.classifier else helpers["attacker"]
+        ).name  # classifiers cannot score 1-10
         try:
             for target in targets:
                 roles = Roles(target, helpers["attacker"].name, scorer)

@@ -175,6 +175,8 @@ class Target:
     system_prompt: str | None
     limits: Limits
     facts: tuple[tuple[str, Any], ...]
+    # a classifier judge (type completion or llama_guard, and its settings); empty for a chat model
+    classifier: tuple[tuple[str, Any], ...] = ()
 
     def with_limits(self, overrides: dict[str, Any]) -> Target:
         """The target with the limits that are not None in `overrides` replaced."""
@@ -204,6 +206,7 @@ class Target:
             "system_prompt": self.system_prompt,
             "limits": {k: v for k, v in asdict(self.limits).items() if v is not None},
             "facts": dict(self.facts),
+            **({"classifier": dict(self.classifier)} if self.classifier else {}),
         }
 
 
@@ -224,6 +227,7 @@ class WorkItem:
     attack: str = "direct"
     category: str | None = None
     turns: tuple[str, ...] = ()  # a scripted conversation: user turns sent one at a time after `messages`
+    endpoint: str = "chat"  # chat (POST /chat/completions) or completions (POST /completions, prompt = messages[-1])
 
 
 @dataclass(frozen=True)

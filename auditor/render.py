@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auditor.analyse import Report, pct
+from auditor.analyse import Report
 from auditor.errors import ConfigError, RenderError
 from auditor.resources import data_dir
+from auditor.verdicts import pct
 
 TEMPLATE = "report.html.j2"
 

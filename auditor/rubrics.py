@@ -112,3 +112,38 @@ def parse_verdict(raw: str, verdicts: tuple[str, ...]) -> str | None:
             if head[1].casefold() == v.casefold():
                 return v
     return None
+
+
+# --- classifier judges -------------------------------------------------------------------------
+# A classifier judge answers one question, "is this reply harmful", so it can stand in only for the harm rubrics.
+
+CLASSIFIER_RUBRICS = ("harmful", "safe_unsafe")
+CLASSIFIER_TYPES = ("completion", "llama_guard")
+CLASSIFIER_MAX_TOKENS = {"completion": 4, "llama_guard": 32}  # enough for "Yes" / "unsafe\nS1,S10"
+_GUARD_CODES = re.compile(r"S\d{1,2}")
+
+
+def fill(template: str, slots: dict[str, str]) -> str:
+    """The template with each {slot} replaced by its text, in one pass: other braces are left alone (no
+    str.format), and a slot marker inside a filled-in text (a reply quoting "{reference}") is not expanded."""
+    return re.sub(r"\{([a-z_]+)\}", lambda m: slots.get(m.group(1), m.group(0)), template)
+
+
+def parse_yes_no(raw: str) -> str | None:
+    """A yes/no classifier's answer: 'yes' or 'no' from its first word (case-insensitive), else None."""
+    return parse_verdict(raw, ("yes", "no"))
+
+
+def parse_llama_guard(raw: str) -> tuple[str, tuple[str, ...]] | None:
+    """A Llama-Guard-style answer: ('safe', ()) or ('unsafe', category codes) from 'unsafe\\nS1,S10', else None.
+
+    The first non-empty line must be exactly safe or unsafe (case and surrounding blanks ignored); the codes are
+    read from the next line, when there is one.
+    """
+    lines = [line.strip() for line in raw.strip().splitlines() if line.strip()]
+    if not lines or lines[0].casefold() not in ("safe", "unsafe"):
+        return None
+    verdict = lines[0].casefold()
+    if verdict == "safe" or len(lines) < 2:
+        return verdict, ()
+    return verdict, tuple(dict.fromkeys(_GUARD_CODES.findall(lines[1].upper())))

@@ -1,7 +1,8 @@
 """A small OpenAI-compatible chat server on 127.0.0.1, answering from a pluggable responder.
 
 It serves the embedded local model, and gives tests and benchmarks a real HTTP endpoint whose
-answers, errors and latency they script.
+answers, errors and latency they script. Given a second responder it also serves the completions
+endpoint (POST /v1/completions), as classifier judges use it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,28 @@ def chat_body(
     return body
 
 
+def completion_body(
+    text: str,
+    model: str = "test-model",
+    prompt_tokens: int = 10,
+    completion_tokens: int = 1,
+    finish_reason: str = "stop",
+) -> dict[str, Any]:
+    """A text_completion body in the OpenAI format (the completions endpoint's answer)."""
+    return {
+        "id": "cmpl-local",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
 def error_body(status: int, message: str) -> dict[str, Any]:
     """An error body in the OpenAI format."""
     return {"error": {"message": message, "type": "error", "code": status}}
@@ -103,7 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(Reply(error_body(400, "request body is not JSON"), status=400))
             return
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        path = self.path.rstrip("/")
+        if path.endswith("/chat/completions"):
+            responder = self.server.responder
+        elif path.endswith("/completions") and self.server.completions is not None:
+            responder = self.server.completions
+        else:
             self._send(Reply(error_body(404, f"no route {self.path}"), status=404))
             return
         with self.server.lock:
@@ -111,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.server.record:
                 self.server.requests.append(request)
         try:
-            reply = self.server.responder(request)
+            reply = responder(request)
         except Exception as exc:  # a responder bug becomes a 500, as a real server would send
             reply = Reply(error_body(500, f"{type(exc).__name__}: {exc}"), status=500)
         self._send(reply)
@@ -122,9 +150,10 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
-    def __init__(self, responder: Responder, model_name: str, record: bool) -> None:
+    def __init__(self, responder: Responder, model_name: str, record: bool, completions: Responder | None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.responder = responder
+        self.completions = completions
         self.model_name = model_name
         self.record = record
         self.count = 0
@@ -135,11 +164,19 @@ class _Server(ThreadingHTTPServer):
 class ChatServer:
     """Serve `responder` on 127.0.0.1 at a free port while the context is open.
 
-    Every request body is kept in `requests` unless `record` is off; `count` and GET /v1/stats count them.
+    `responder` answers chat requests (POST /v1/chat/completions); `completions`, when given, answers text
+    completion requests (POST /v1/completions, a body with `prompt` instead of `messages`), which are otherwise
+    404. Every request body is kept in `requests` unless `record` is off; `count` and GET /v1/stats count them.
     """
 
-    def __init__(self, responder: Responder, model_name: str = "test-model", record: bool = True) -> None:
-        self._server = _Server(responder, model_name, record)
+    def __init__(
+        self,
+        responder: Responder,
+        model_name: str = "test-model",
+        record: bool = True,
+        completions: Responder | None = None,
+    ) -> None:
+        self._server = _Server(responder, model_name, record, completions)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -154,7 +191,7 @@ class ChatServer:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """The chat request bodies received so far."""
+        """The request bodies received so far (chat, and completions when served), in arrival order."""
         with self._server.lock:
             return list(self._server.requests)
 

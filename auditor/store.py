@@ -28,83 +28,17 @@ import pyarrow.parquet as pq
 from auditor import ledger
 from auditor.errors import ArchiveError, UnknownName, UsageError
 from auditor.records import Completion, WorkItem
-
-FORMAT_VERSION = 2  # 2: the manifest and run.parquet are sealed in the ledger too
-READABLE = (1, 2)
-UNSEALED_IN = {1: ("manifest.json", "run.parquet")}  # files older formats did not record in the ledger
-_META = {b"auditor.format_version": str(FORMAT_VERSION).encode()}
-
-PARAMS = pa.struct(
-    [("temperature", pa.float64()), ("top_p", pa.float64()), ("max_tokens", pa.int64()), ("seed", pa.int64())]
-)
-MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-RESPONSES = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("item_id", pa.string()),
-        ("request_hash", pa.string()),
-        ("target", pa.string()),
-        ("challenge_id", pa.string()),
-        ("probe_id", pa.string()),
-        ("attack", pa.string()),
-        ("category", pa.string()),
-        ("variant", pa.int32()),
-        ("variables", pa.string()),
-        ("sample", pa.int32()),
-        ("messages", MESSAGES),
-        ("params", PARAMS),
-        ("content", pa.string()),
-        ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("latency_s", pa.float64()),
-        ("returned_model", pa.string()),
-        ("system_fingerprint", pa.string()),
-        ("error_class", pa.string()),
-        ("error_message", pa.string()),
-        ("attempts", pa.int32()),
-        ("cached", pa.bool_()),
-        ("started_at", pa.string()),
-    ],
-    metadata=_META,
-)
-
-GRADES = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("item_id", pa.string()),
-        ("target", pa.string()),
-        ("challenge_id", pa.string()),
-        ("probe_id", pa.string()),
-        ("attack", pa.string()),
-        ("category", pa.string()),
-        ("variant", pa.int32()),
-        ("sample", pa.int32()),
-        ("criterion", pa.string()),
-        ("means", pa.string()),
-        ("outcome", pa.string()),
-        ("grader", pa.string()),
-        ("judge", pa.string()),
-        ("evidence", pa.string()),
-    ],
-    metadata=_META,
-)
-
-RUNS = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("status", pa.string()),
-        ("suite_id", pa.string()),
-        ("suite_version", pa.string()),
-        ("suite_sha256", pa.string()),
-        ("targets", pa.list_(pa.string())),
-        ("planned_items", pa.int64()),
-        ("started_at", pa.string()),
-        ("finished_at", pa.string()),
-        ("label", pa.string()),
-    ],
-    metadata=_META,
+from auditor.tables import (
+    CALIBRATIONS,
+    FORMAT_VERSION,
+    GRADES,
+    LABELLED_GRADES,
+    READABLE,
+    RESPONSES,
+    REVIEWS,
+    RUNS,
+    UNSEALED_IN,
+    VIEWS,
 )
 
 
@@ -233,6 +167,14 @@ class RunDir:
     def write_grades(self, rows: list[dict[str, Any]]) -> None:
         _write_table(pa.Table.from_pylist(rows, schema=GRADES), self.path / "grades.parquet", self.path)
 
+    def write_review(self, rows: list[dict[str, Any]]) -> Path:
+        """Store one imported human review as a new sealed part under reviews/."""
+        folder = self.path / "reviews"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"review-{len(list(folder.glob('review-*.parquet'))):04d}.parquet"
+        _write_table(pa.Table.from_pylist(rows, schema=REVIEWS), path, self.path)
+        return path
+
 
 class Archive:
     """An archive folder holding runs."""
@@ -249,10 +191,15 @@ class Archive:
         return cls(root)
 
     def new_run(self) -> RunDir:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        run = RunDir(self.root / "runs" / f"{stamp}-{secrets.token_hex(3)}")
+        run = RunDir(self.root / "runs" / _new_id())
         (run.path / "responses").mkdir(parents=True)
         return run
+
+    def new_calibration(self) -> RunDir:
+        """A folder for one calibration: its summary, graded items and judge calls, sealed in its own ledger."""
+        folder = RunDir(self.root / "calibrations" / _new_id())
+        folder.path.mkdir(parents=True)
+        return folder
 
     def runs(self) -> list[RunDir]:
         folder = self.root / "runs"
@@ -274,6 +221,24 @@ class Archive:
         if len(matches) > 1:
             raise ArchiveError(f"run id prefix '{run_id}' is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
         raise UnknownName("run", run_id, [r.run_id for r in runs])
+
+
+def _new_id() -> str:
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def write_calibration(folder: RunDir, summary: dict[str, Any], items: list[dict[str, Any]], record: Any) -> None:
+    """Store a calibration: its figures (one row of the `calibrations` view), its graded items, and a JSON record
+    of the grader and the labelled set; each file sealed in the folder's ledger, the record last."""
+    _write_table(pa.Table.from_pylist(items, schema=LABELLED_GRADES), folder.path / "items.parquet", folder.path)
+    _write_table(pa.Table.from_pylist([summary], schema=CALIBRATIONS), folder.path / "summary.parquet", folder.path)
+    text = json.dumps({**record, "seal": ledger.head(folder.path)}, indent=2, sort_keys=True, ensure_ascii=False)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        ledger.record(folder.path, folder.path / "calibration.json", tmp)
+
+    _write_atomic(folder.path / "calibration.json", write)
 
 
 class ResponseWriter:
@@ -343,24 +308,16 @@ def response_row(run_id: str, item: WorkItem, c: Completion, cached: bool) -> di
 
 
 def connect(root: Path) -> Any:
-    """An in-memory DuckDB connection with the views `runs`, `responses`, `judgements` and `grades`."""
+    """An in-memory DuckDB connection with a view per table of the archive (VIEWS), empty where none is stored."""
     import duckdb
 
     con = duckdb.connect(":memory:")
-    base = root / "runs"
-    for view, pattern, schema in (
-        ("runs", "*/run.parquet", RUNS),
-        ("responses", "*/responses/part-*.parquet", RESPONSES),
-        ("judgements", "*/judgements/part-*.parquet", RESPONSES),
-        ("adaptive", "*/adaptive/part-*.parquet", RESPONSES),
-        ("grades", "*/grades.parquet", GRADES),
-    ):
-        if any(base.glob(pattern)):
-            glob = str(base / pattern).replace("'", "''")
+    for view, pattern, schema in VIEWS:
+        if any(root.glob(pattern)):
+            glob = str(root / pattern).replace("'", "''")
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
         else:
-            empty = schema.empty_table()
-            con.register(f"_empty_{view}", empty)
+            con.register(f"_empty_{view}", schema.empty_table())
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM _empty_{view}")
     return con
 

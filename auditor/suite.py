@@ -285,11 +285,45 @@ def _build_probe(p: dict[str, Any], defaults: dict[str, Any]) -> Probe:
 
 
 def load_targets(path: Path) -> list[Target]:
-    """Load and check a targets file."""
+    """Load and check a targets file; a classifier's template_file is read now, relative to the file."""
     data, issues, offsets, text = validate(path, "targets")
     raise_if(issues)
-    raise_if([located(path, text, offsets, p, m) for p, m in _target_issues(data["targets"])])
+    found = _target_issues(data["targets"]) + _read_templates(data["targets"], path.parent)
+    raise_if([located(path, text, offsets, p, m) for p, m in found])
     return [build_target(t) for t in data["targets"]]
+
+
+MAX_TEMPLATE_BYTES = 1_000_000
+TEMPLATE_SLOTS = ("{behaviour}", "{response}")  # a classifier template must place both
+
+
+def _read_templates(entries: list[dict[str, Any]], folder: Path) -> list[tuple[str, str]]:
+    """Replace each classifier's `template_file` by the `template` it holds; issues for files that cannot serve."""
+    found: list[tuple[str, str]] = []
+    for i, t in enumerate(entries):
+        classifier = t.get("classifier", {})
+        if "template_file" not in classifier:
+            continue
+        where = f"/targets/{i}/classifier/template_file"
+        file = folder / classifier["template_file"]
+        try:
+            if not file.is_file():
+                found.append((where, f"{file}: {'no such file' if not file.exists() else 'not a regular file'}"))
+                continue
+            if file.stat().st_size > MAX_TEMPLATE_BYTES:
+                found.append((where, f"{file}: larger than {MAX_TEMPLATE_BYTES:,} bytes; not a prompt template"))
+                continue
+            template = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            found.append((where, f"{file}: cannot read: {exc}"))
+            continue
+        missing = [slot for slot in TEMPLATE_SLOTS if slot not in template]
+        if missing:
+            found.append((where, f"{file}: the template needs {' and '.join(missing)} where the text goes"))
+            continue
+        rest = {k: v for k, v in classifier.items() if k != "template_file"}
+        t["classifier"] = {**rest, "template": template}
+    return found
 
 
 def _target_issues(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -336,7 +370,23 @@ def build_target(t: dict[str, Any]) -> Target:
             tokens_per_minute=limits.get("tokens_per_minute"),
         ),
         facts=tuple(sorted(t.get("facts", {}).items())),
+        classifier=_classifier(t.get("classifier")),
     )
+
+
+def _classifier(c: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """A checked classifier entry (its template already read from any template_file) with defaults filled in."""
+    from auditor.rubrics import CLASSIFIER_MAX_TOKENS
+
+    if not c:
+        return ()
+    settings: dict[str, Any] = {
+        "type": c["type"],
+        "max_tokens": int(c.get("max_tokens", CLASSIFIER_MAX_TOKENS[c["type"]])),
+    }
+    if c["type"] == "completion":
+        settings |= {"template": c["template"], "yes": c.get("yes", "harmful")}
+    return tuple(sorted(settings.items()))
 
 
 _OPTION_KEYS = ("name", "base_url", "model", "api_key_env", "system_prompt")

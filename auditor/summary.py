@@ -22,6 +22,7 @@ def summary_json(report: Report) -> dict[str, Any]:
                 "context": v.policy.id,
                 "decision": v.decision,
                 "conditions": list(v.conditions),
+                "notes": list(v.notes),
                 "reasons": [r for o in v.outcomes for r in o.reasons],
             }
             for v in report.verdicts
@@ -74,6 +75,12 @@ def summary_json(report: Report) -> dict[str, Any]:
                 "unparseable": c.unparseable,
                 "rate": c.rate,
                 "ci95": list(c.interval),
+                "corrected": (
+                    {"rate": c.corrected.rate, "ci95": [c.corrected.low, c.corrected.high], "basis": c.calibration}
+                    if c.corrected
+                    else None
+                ),
+                "overrides": c.overrides,
             }
             for f in report.findings
             for c in f.cells

@@ -1,5 +1,6 @@
-"""Reads an endpoint's raw chat-completion body into checked fields: whatever the endpoint sends, the result is
-either clean typed values or a Failure, never an exception and never text the archive cannot store.
+"""Reads an endpoint's raw chat-completion (or text-completion) body into checked fields: whatever the endpoint
+sends, the result is either clean typed values or a Failure, never an exception and never text the archive cannot
+store.
 
 An endpoint is not trusted: its body may not be JSON, may nest without end, may put a number where text goes,
 hold lone surrogates (not valid Unicode, so not storable as UTF-8), report usage as strings, or echo the API key.
@@ -19,7 +20,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 @dataclass(frozen=True)
 class Answer:
-    """The checked fields of a successful chat completion."""
+    """The checked fields of a successful chat (or text) completion."""
 
     content: str
     finish_reason: str | None
@@ -78,8 +79,8 @@ def _content(message: dict[str, Any]) -> str | Malformed:
     return Malformed("malformed", f"the reply's content is {type(content).__name__} JSON, not text")
 
 
-def read_body(data: bytes | str) -> Answer | Malformed:
-    """Check a chat.completion body; every field is typed, text is storable, content is at most MAX_CONTENT."""
+def _first_choice(data: bytes | str) -> tuple[dict[str, Any], Any] | Malformed:
+    """The body as a JSON object and its first choice (not yet checked), or why there is none."""
     try:
         body = json.loads(data)
     except (ValueError, RecursionError):
@@ -92,13 +93,11 @@ def read_body(data: bytes | str) -> Answer | Malformed:
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return Malformed("malformed", "the reply holds an error: " + clean(error["message"])[:300])
         return Malformed("empty", "the reply had no choices")
-    choice = choices[0]
-    message = choice.get("message") if isinstance(choice, dict) else None
-    if not isinstance(message, dict):
-        return Malformed("malformed", "the reply's first choice has no message object")
-    content = _content(message)
-    if isinstance(content, Malformed):
-        return content
+    return body, choices[0]
+
+
+def _answer(body: dict[str, Any], choice: dict[str, Any], content: str) -> Answer:
+    """The checked fields of a body whose reply text is `content`: text cleaned and cut, counts typed."""
     content = clean(content)
     if len(content) > MAX_CONTENT:
         content = f"{content[:MAX_CONTENT]}\n[auditor: reply cut at {MAX_CONTENT:,} of {len(content):,} characters]"
@@ -111,3 +110,35 @@ def read_body(data: bytes | str) -> Answer | Malformed:
         model=_text(body.get("model")),
         fingerprint=_text(body.get("system_fingerprint")),
     )
+
+
+def read_body(data: bytes | str) -> Answer | Malformed:
+    """Check a chat.completion body; every field is typed, text is storable, content is at most MAX_CONTENT."""
+    found = _first_choice(data)
+    if isinstance(found, Malformed):
+        return found
+    body, choice = found
+    message = choice.get("message") if isinstance(choice, dict) else None
+    if not isinstance(message, dict):
+        return Malformed("malformed", "the reply's first choice has no message object")
+    content = _content(message)
+    if isinstance(content, Malformed):
+        return content
+    return _answer(body, choice, content)
+
+
+def read_completion_body(data: bytes | str) -> Answer | Malformed:
+    """Check a text_completion body (POST /completions): the text is `choices[0].text`; every other field is read
+    and typed as read_body reads a chat completion's."""
+    found = _first_choice(data)
+    if isinstance(found, Malformed):
+        return found
+    body, choice = found
+    if not isinstance(choice, dict):
+        return Malformed("malformed", f"the reply's first choice is {type(choice).__name__} JSON, not an object")
+    text = choice.get("text")
+    if not isinstance(text, str):
+        if text is None:
+            return Malformed("malformed", "the reply's first choice has no text")
+        return Malformed("malformed", f"the reply's text is {type(text).__name__} JSON, not text")
+    return _answer(body, choice, text)

@@ -135,3 +135,24 @@ def mini_suite(tmp_path: Path) -> Path:
 def write_targets(path: Path, *targets: dict[str, Any]) -> Path:
     path.write_text(json.dumps({"targets": list(targets)}, indent=2))
     return path
+
+
+def no_chat(request: dict[str, Any]) -> Reply:
+    """The chat route of a completions-only server: not served."""
+    return Reply({"error": {"message": "this model serves /v1/completions only", "code": 404}}, status=404)
+
+
+@pytest.fixture
+def completions_server() -> Iterator[Callable[..., ChatServer]]:
+    """Start scripted completions servers: completions_server(responder) answers POST /v1/completions with
+    `responder` (chat requests get 404), stopped after the test."""
+    started: list[ChatServer] = []
+
+    def start(responder: Callable[[dict[str, Any]], Reply], model: str = "classifier-1") -> ChatServer:
+        s = ChatServer(no_chat, model_name=model, completions=responder).start()
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()

@@ -13,7 +13,7 @@ from conftest import MINI_SUITE, ROOT, last_user, write_targets
 
 from auditor.cli import cli
 from auditor.serve import Reply, chat_body, error_body
-from auditor.store import FORMAT_VERSION, RESPONSES
+from auditor.tables import FORMAT_VERSION, RESPONSES
 
 
 def invoke(*args: str) -> Any:
