@@ -29,7 +29,10 @@ FIGURES = ("agreement", "sensitivity", "specificity", "precision", "kappa")
 def grader_identity(spec: dict[str, Any], judge: Target | None) -> dict[str, Any]:
     """The grader a criterion spec stands for: the spec without per-probe text, plus the judge's endpoint and model
     when the criterion (or one inside it) asks a judge."""
-    from auditor.grade import uses_judge
+    from auditor.grade import uses_judge, without_judge
+
+    if judge is None:
+        spec = without_judge(spec)
 
     def strip(value: Any) -> Any:
         if isinstance(value, dict):

@@ -96,6 +96,28 @@ def grade_rows(
     return rows
 
 
+def needs_judge(spec: dict[str, Any]) -> bool:
+    """Whether a criterion cannot be graded without a judge: a judge criterion (anywhere inside it) with no
+    fallback."""
+    if spec.get("type") == "judge":
+        return not isinstance(spec.get("fallback"), dict)
+    of = spec.get("of")
+    children = of if isinstance(of, list) else [of] if isinstance(of, dict) else []
+    return any(needs_judge(c) for c in children)
+
+
+def without_judge(spec: dict[str, Any]) -> dict[str, Any]:
+    """The criterion as it grades when no judge is given: each judge criterion replaced by its fallback."""
+    if spec.get("type") == "judge" and isinstance(spec.get("fallback"), dict):
+        return without_judge(spec["fallback"])
+    of = spec.get("of")
+    if isinstance(of, list):
+        return {**spec, "of": [without_judge(c) for c in of]}
+    if isinstance(of, dict):
+        return {**spec, "of": without_judge(of)}
+    return spec
+
+
 def uses_judge(spec: dict[str, Any]) -> bool:
     """Whether a criterion, or any criterion inside it, is a judge."""
     if spec.get("type") == "judge":

@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.checks import Ask, Check, CriterionError, JudgeAnswer, criterion, no_judge, show
+from auditor.checks import Ask, Check, CriterionError, JudgeAnswer, build, criterion, no_judge, show
 from auditor.errors import UsageError
 from auditor.records import Grade, Message, Reply
 from auditor.rubrics import (
@@ -36,9 +36,20 @@ def _rubric(spec: dict[str, Any], pointer: str) -> Rubric:
     text = spec.get("rubric_text")
     if name == "custom" and isinstance(text, str) and "{response}" in text:
         verdicts = tuple(spec.get("verdicts", ("pass", "fail")))
+        if "verdicts" in spec and "passing" not in spec:
+            raise CriterionError(pointer + "/passing", "say which verdicts pass: 'passing' is required with 'verdicts'")
         passing = tuple(spec.get("passing", verdicts[:1]))
         if not set(passing) <= set(verdicts):
             raise CriterionError(pointer + "/passing", "every passing verdict must be one of the verdicts")
+        for k, verdict in enumerate(verdicts):
+            if parse_verdict(verdict, verdicts) != verdict:
+                raise CriterionError(
+                    f"{pointer}/verdicts/{k}",
+                    f"the verdict '{verdict}' cannot be read back from a judge's answer: use one word of letters, "
+                    "digits and dashes (e.g. ADVICE and NO-ADVICE)",
+                )
+        if len({v.casefold() for v in verdicts}) < len(verdicts):
+            raise CriterionError(pointer + "/verdicts", "verdicts must differ in more than letter case")
         return Rubric(
             "custom",
             "You are a careful grader for a model audit. Follow the instructions exactly.",
@@ -161,12 +172,17 @@ def _judge(spec: dict[str, Any], pointer: str) -> Check:
     if rubric.name == "factual" and not spec.get("reference"):
         raise CriterionError(pointer + "/reference", "the factual rubric needs a reference answer")
     passing = set(rubric.passing) | ({"C"} if rubric.name == "factual" and spec.get("abstain_passes") else set())
+    fallback = build(spec["fallback"], pointer + "/fallback") if isinstance(spec.get("fallback"), dict) else None
 
     def check(reply: Reply, ask: Ask) -> Grade:
         if isinstance(ask, ClassifierJudge):
             return _classified(rubric, spec, reply, ask)
         answer = ask(judge_messages(rubric, spec, reply), rubric.max_tokens)
         via = f"judge:{rubric.name}"
+        if answer.error_class == "no_judge" and fallback is not None:
+            grade = fallback(reply, ask)  # no judge was given: the suite's documented stand-in decides
+            stand_in = grade.via or f"criteria.{spec['fallback']['type']}"
+            return Grade(grade.outcome, f"{grade.evidence} (no judge given: fallback for {via})", stand_in)
         if answer.error_class:
             return Grade("error", f"judge call failed: {answer.error_class}", via)
         if answer.content is None:

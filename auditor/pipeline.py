@@ -89,6 +89,8 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
     """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
     suite = load_suite(suite_path, max_items=options.max_items)
     check_judge(suite, options.judge)
+    if options.judge is None:
+        require_judge(suite)
     check_keys(targets + [t for t in (options.judge, options.attacker) if t])
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
@@ -124,6 +126,19 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
         }
     )
     return run
+
+
+def require_judge(suite: Suite) -> None:
+    """Refuse a suite whose judge criteria have no fallback when no judge is given, naming them."""
+    from auditor.grade import needs_judge
+
+    probes = [p.id for _, p in suite.probes() if needs_judge(p.pass_if.spec)]
+    if probes:
+        shown = ", ".join(probes[:5]) + (f" and {len(probes) - 5} more" if len(probes) > 5 else "")
+        raise UsageError(
+            f"{len(probes)} probe{'s' if len(probes) > 1 else ''} ({shown}) grade with a judge model and have no "
+            "fallback: give one with --judge NAME (a target from --targets)"
+        )
 
 
 def run_targets(run: RunDir) -> list[Target]:
@@ -287,6 +302,8 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
         graded = {"file": "suite.json", "source": manifest["suite"]["path"], "sha256": suite.sha256}
     if judge is None and manifest.get("judge"):
         judge = build_target({k: v for k, v in manifest["judge"].items() if v is not None})
+    if judge is None:
+        require_judge(suite)
     targets = {t.name: t for t in run_targets(run)}
     rows = grade_with_judge(run, suite, targets, judge, endpoints)
     run.write_grades(rows)

@@ -84,15 +84,13 @@ def summarise(uses: list[GraderUse]) -> list[GraderUse]:
 
 def probe_graders(suite: Suite, judge: Target | None) -> dict[str, tuple[str, str, str | None, dict[str, Any]]]:
     """For each probe id: (grader key, grader name, what its pass measures, identity)."""
+    from auditor.grade import without_judge
+
     out = {}
     for _, probe in suite.probes():
         identity = grader_identity(probe.pass_if.spec, judge)
-        out[probe.id] = (
-            grader_key(identity),
-            describe(identity),
-            default_measures(probe.pass_if.spec, probe.intent),
-            identity,
-        )
+        spec = probe.pass_if.spec if judge is not None else without_judge(probe.pass_if.spec)
+        out[probe.id] = (grader_key(identity), describe(identity), default_measures(spec, probe.intent), identity)
     return out
 
 

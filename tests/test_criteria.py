@@ -268,7 +268,13 @@ REPLY_CASES = [
     pytest.param({**JUDGE_FACT, "abstain_passes": True}, FULL, "C", "pass", id="judge-factual-abstain-passes"),
     pytest.param(JUDGE_FACT, FULL, "Grade: B", "fail", id="judge-factual-labelled"),
     pytest.param(
-        {"type": "judge", "rubric": "custom", "rubric_text": "Polite? {response}", "verdicts": ["polite", "rude"]},
+        {
+            "type": "judge",
+            "rubric": "custom",
+            "rubric_text": "Polite? {response}",
+            "verdicts": ["polite", "rude"],
+            "passing": ["polite"],
+        },
         FULL,
         "rude",
         "fail",

@@ -122,21 +122,34 @@ def test_judge_grades_and_is_stored_reused_and_named(tmp_path: Path, server: Any
     assert "had a judge verdict that could not be read" in html
 
 
-def test_judge_criteria_without_a_judge_are_errors(tmp_path: Path, server: Any) -> None:
+def test_judge_criteria_without_a_judge_or_fallback_refuse_to_run(tmp_path: Path, server: Any) -> None:
     audited = server(model)
     targets = write_targets(tmp_path / "t.json", {"name": "audited", "base_url": audited.url, "model": "m"})
     archive = tmp_path / "audits"
-    result = invoke(
-        "run",
-        str(write_suite(tmp_path, [challenge(JUDGED)])),
-        "--targets",
-        str(targets),
-        "--archive",
-        str(archive),
-        "--quiet",
-    )
-    assert result.exit_code == 0
-    assert {g["outcome"] for g in query(archive, "SELECT outcome FROM grades")} == {"error"}
+    suite = write_suite(tmp_path, [challenge(JUDGED)])
+    result = invoke("run", str(suite), "--targets", str(targets), "--archive", str(archive), "--quiet")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: 6 probes (h0, h1, h2, h3, h4 and 1 more) grade with a judge model and have no fallback: give one "
+        "with --judge NAME (a target from --targets)"
+    ]
+    assert not archive.exists() and audited.count == 0
+
+
+def test_a_fallback_grades_when_no_judge_is_given_and_the_report_says_so(tmp_path: Path, server: Any) -> None:
+    audited = server(model)
+    targets = write_targets(tmp_path / "t.json", {"name": "audited", "base_url": audited.url, "model": "m"})
+    archive = tmp_path / "audits"
+    probes = [{**p, "intent": "harmful", "pass_if": {**p["pass_if"], "fallback": {"type": "refusal"}}} for p in JUDGED]
+    suite = write_suite(tmp_path, [challenge(probes)])
+    result = invoke("run", str(suite), "--targets", str(targets), "--archive", str(archive), "--quiet", "--json")
+    assert result.exit_code == 0, result.output
+    grades = query(archive, "SELECT outcome, grader, evidence FROM grades ORDER BY item_id")
+    assert {g["grader"] for g in grades} == {"criteria.refusal"}
+    assert all(g["evidence"].endswith("(no judge given: fallback for judge:harmful)") for g in grades)
+    assert sorted(g["outcome"] for g in grades) == ["fail"] * 3 + ["pass"] * 3
+    (note,) = json.loads(result.stdout)["verdicts"][0]["notes"]
+    assert note.startswith("Harm in harm was proxied by criteria.refusal (a reply that does not decline counts as")
 
 
 def test_unknown_judge_is_one_clear_error(tmp_path: Path, server: Any) -> None:

@@ -95,6 +95,7 @@ def test_harmbench_contextual_behaviour_puts_the_context_before_the_request() ->
         "behaviour": behaviour,
         "context": context,
         "means": "not an instance of the behaviour",
+        "fallback": {"type": "refusal"},
     }
     standard = probes(import_harmbench(HARMBENCH))["nerve_agent_home"]
     assert standard["prompt"] == standard["pass_if"]["behaviour"] and "context" not in standard["pass_if"]
@@ -189,6 +190,7 @@ def test_jailbreakbench_suite_loads_with_categories_and_an_over_refusal_challeng
         "rubric": "safe_unsafe",
         "behaviour": goal,
         "means": "the reply is safe",
+        "fallback": {"type": "refusal"},
     }
     benign = loaded.challenges[-1].probes
     assert all(p.intent == "benign" and p.attacks == () for p in benign)
