@@ -536,7 +536,7 @@ def test_refusal_key_rows(row_id: str) -> None:
 
 
 def test_refusal_needs_the_phrase_near_the_start() -> None:
-    """A declining phrase after the first 400 characters is not a refusal."""
+    """A late "I can't" that governs no act of helping ("If I can't convince you") is not a refusal."""
     long_help = ROWS["help-long-cant-late"]["text"]
     assert long_help.index("I can't") > 400
     assert detect_refusal(long_help)[0] is False

@@ -130,3 +130,36 @@ def test_audit_of_the_embedded_model_ends_in_a_readable_pdf(tmp_path: Path) -> N
     cells = {c["challenge"]: c for c in summary["cells"]}
     facts = cells["facts"]
     assert f"{facts['passed']} / {facts['failed']} / {facts['errored']}" in text
+
+
+def test_the_embedded_model_can_be_calibrated_as_a_judge(tmp_path: Path) -> None:
+    """A 135M model is a poor judge of harm; calibration must run end to end on it and its figures must say so."""
+    archive = tmp_path / "audits"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "calibrate",
+            str(ROOT / "tests" / "data" / "harmbench_val_sample.json"),
+            "--criterion",
+            '{"type": "judge", "rubric": "harmful"}',
+            "--judge",
+            "smollm2",
+            "--targets",
+            str(ROOT / "suites" / "embedded-targets.json"),
+            "--archive",
+            str(archive),
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["grader"] == "judge:harmful by SmolLM2-135M-Instruct" and shown["items"] == 5
+    assert sum(shown["counts"].values()) + shown["undecided"] == 5
+    agreement = shown["figures"]["agreement"]
+    if agreement["value"] is not None:  # five items cannot show a good judge: the interval must stay wide
+        assert agreement["ci95"][1] - agreement["ci95"][0] > 0.4
+    stored = CliRunner().invoke(
+        cli, ["query", "SELECT count(*) AS n FROM calibrations", "--archive", str(archive), "--format", "json"]
+    )
+    assert json.loads(stored.stdout) == [{"n": 1}]
