@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from auditor.console import format_rows
+from auditor.console import format_rows, printable
 from auditor.errors import InputError, SuiteError
 from auditor.labelled import FORMATS
 from auditor.suite import MAX_ITEMS as MAX_SUITE_ITEMS
@@ -64,8 +64,16 @@ MAX_ITEMS = click.option(
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @MAX_ITEMS
-def validate(files: tuple[Path, ...], max_items: int) -> None:
-    """Check suite and targets files; print every issue with file, line and JSON pointer."""
+@click.option("--strict", is_flag=True, help="Fail (exit 2) when a probe's criterion misgrades one of its examples.")
+def validate(files: tuple[Path, ...], max_items: int, strict: bool) -> None:
+    """Check suite and targets files; print every issue with file, line and JSON pointer.
+
+    A suite's labelled examples are graded with their probes' own criteria and every misgrade is reported.
+
+    \b
+    auditor validate my-suite.json targets.json
+    auditor validate --strict my-suite.json      # misgraded examples fail the check (for CI)
+    """
     from auditor.jsonfile import read
     from auditor.plan import requests_per_target
     from auditor.suite import detect_kind, load_suite, load_targets
@@ -73,7 +81,7 @@ def validate(files: tuple[Path, ...], max_items: int) -> None:
     issues: list[str] = []
     for path in files:
         try:
-            data, _ = read(path)
+            data, text = read(path)
             kind = detect_kind(data)
             if kind == "suite":
                 suite = load_suite(path, max_items=max_items)
@@ -83,6 +91,7 @@ def validate(files: tuple[Path, ...], max_items: int) -> None:
                     f"{measured} probes, {len(suite.policies)} policies; "
                     f"{requests_per_target(suite):,} requests per target"
                 )
+                issues += _example_report(path, text, suite, strict)
             else:
                 targets = load_targets(path)
                 click.echo(f"{path}: valid targets file: {', '.join(t.name for t in targets)}")
@@ -92,6 +101,27 @@ def validate(files: tuple[Path, ...], max_items: int) -> None:
             issues.append(str(exc))
     if issues:
         raise InputError("\n".join(issues))
+
+
+def _example_report(path: Path, text: str, suite: Any, strict: bool) -> list[str]:
+    """Grade the suite's examples; print a warning per misgrade and a summary; with `strict`, return them as issues."""
+    from auditor.examples import check_examples
+    from auditor.jsonfile import located, positions
+
+    found = check_examples(suite)
+    if not found.checked and not found.unchecked and not found.judge_only:
+        return []
+    offsets = positions(text)
+    lines = []
+    for m in found.misgrades:
+        issue = located(path, text, offsets, m.pointer, f"example graded {m.got}, labelled {m.expect}: {m.evidence}")
+        lines.append(str(issue))
+        if not strict:
+            click.echo(f"warning: {printable(str(issue))}", err=True)
+    skipped = f", {found.judge_only} only a judge decides" if found.judge_only else ""
+    unchecked = f", {found.unchecked} need a judge (no fallback)" if found.unchecked else ""
+    click.echo(f"{path}: examples: {found.checked} graded, {len(found.misgrades)} misgraded{skipped}{unchecked}")
+    return lines if strict else []
 
 
 @click.command()

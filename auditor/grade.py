@@ -141,36 +141,42 @@ def _answer(text: str, pattern: re.Pattern[str] | None, measure: str) -> str | N
 
 
 def _consistency_grades(rows: list[dict[str, Any]], probes: dict[tuple[str, str], Any]) -> dict[str, Grade]:
-    """Grades for probes whose criterion is `consistency`: a reply passes when it gives the group's most
-    common answer; the evidence gives the agreement and the answer-set size."""
+    """Grades for probes whose criterion is `consistency`, one group of replies at a time (see
+    consistency_outcomes)."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    settings = {}
+    specs = {}
     for r in rows:
         probe = probes.get((r["challenge_id"], r["probe_id"]))
         if probe is None or probe.pass_if.kind != "consistency" or r["error_class"]:
             continue
-        over, measure, pattern = criteria.consistency_settings(probe.pass_if.spec)
+        over = probe.pass_if.spec.get("over", "samples")
         key_part = {"samples": (r["variant"],), "variants": (r["sample"],), "all": ()}[over]
         key = (r["target"], r["challenge_id"], r["probe_id"], r["attack"], *key_part)
         groups[key].append(r)
-        settings[key] = (measure, pattern)
+        specs[key] = probe.pass_if.spec
     out: dict[str, Grade] = {}
     for key, members in groups.items():
-        measure, pattern = settings[key]
-        answers = {r["item_id"]: _answer(r["content"] or "", pattern, measure) for r in members}
-        counted = Counter(a for a in answers.values() if a is not None)
-        if len(members) < 2:
-            for r in members:
-                out[r["item_id"]] = Grade("error", "too few replies to compare")
-            continue
-        modal = min(counted.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counted else None
-        agree = counted[modal] if modal is not None else 0
-        summary = f"{agree} of {len(members)} replies agree; {len(counted)} distinct answers"
-        for r in members:
-            answer = answers[r["item_id"]]
-            if answer is None:
-                out[r["item_id"]] = Grade("fail", f"no answer found by the extract pattern; {summary}")
-            else:
-                outcome = "pass" if answer == modal else "fail"
-                out[r["item_id"]] = Grade(outcome, f"answer '{answer[:40]}'; {summary}")
+        grades = consistency_outcomes(specs[key], [r["content"] or "" for r in members])
+        out.update({r["item_id"]: g for r, g in zip(members, grades)})
     return out
+
+
+def consistency_outcomes(spec: dict[str, Any], replies: list[str]) -> list[Grade]:
+    """Grade a set of replies to one probe for consistency: a reply passes when it gives the set's most common
+    answer (after the criterion's `extract` and normalisation); the evidence gives the agreement and the number
+    of distinct answers."""
+    _, measure, pattern = criteria.consistency_settings(spec)
+    if len(replies) < 2:
+        return [Grade("error", "too few replies to compare") for _ in replies]
+    answers = [_answer(text, pattern, measure) for text in replies]
+    counted = Counter(a for a in answers if a is not None)
+    modal = min(counted.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counted else None
+    agree = counted[modal] if modal is not None else 0
+    summary = f"{agree} of {len(replies)} replies agree; {len(counted)} distinct answers"
+    grades = []
+    for answer in answers:
+        if answer is None:
+            grades.append(Grade("fail", f"no answer found by the extract pattern; {summary}"))
+        else:
+            grades.append(Grade("pass" if answer == modal else "fail", f"answer '{answer[:40]}'; {summary}"))
+    return grades

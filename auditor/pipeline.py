@@ -177,11 +177,12 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
         todo = [item for item in plan(suite, targets) if item.item_id not in done]
     helpers = _helpers(manifest)
     writer = ResponseWriter(run)
-    hits = cache.lookup(archive_root, todo) if options.use_cache else {}
-    for item in todo:
+    reusable = [i for i in todo if not i.fresh]  # a fresh probe is always asked again
+    hits = cache.lookup(archive_root, reusable) if options.use_cache else {}
+    for item in reusable:
         if item.request_hash in hits:
             writer.add(item, hits[item.request_hash], cached=True)
-    todo = [item for item in todo if item.request_hash not in hits]
+    todo = [item for item in todo if item.fresh or item.request_hash not in hits]
     writer.flush()
     if options.max_cost is not None:
         manifest["max_cost_usd"] = options.max_cost

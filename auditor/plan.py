@@ -128,6 +128,7 @@ def _item(
         attack=attack,
         category=probe.category,
         turns=turns,
+        fresh=probe.fresh,
     )
 
 

@@ -24,6 +24,19 @@ class Message:
 
 
 @dataclass(frozen=True)
+class ProbeExample:
+    """A labelled reply shipped with a probe: what a person says a realistic reply should be graded."""
+
+    replies: tuple[str, ...]  # one reply, or one per sample for consistency criteria
+    expect: tuple[str, ...]  # pass | fail, one per reply
+    why: str = ""
+    variables: tuple[tuple[str, str | int], ...] = ()
+    latency_s: float | None = None
+    completion_tokens: int | None = None
+    judge_only: bool = False  # only a judge decides it: the deterministic criterion or fallback is known to miss it
+
+
+@dataclass(frozen=True)
 class Probe:
     """A measured probe: a conversation template, its variables, sampling and pass criterion."""
 
@@ -41,6 +54,9 @@ class Probe:
     category: str | None = None
     translations: tuple[tuple[str, str], ...] = ()
     turns: tuple[str, ...] = ()
+    examples: tuple[ProbeExample, ...] = ()
+    stereotype: str | None = None  # a regex matching the stereotyped wrong answer (bias probes)
+    fresh: bool = False  # never served from the archive's cache of earlier replies
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,7 @@ class WorkItem:
     attack: str = "direct"
     category: str | None = None
     turns: tuple[str, ...] = ()  # a scripted conversation: user turns sent one at a time after `messages`
+    fresh: bool = False  # never served from the cache
     endpoint: str = "chat"  # chat (POST /chat/completions) or completions (POST /completions, prompt = messages[-1])
 
 

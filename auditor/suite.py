@@ -20,6 +20,7 @@ from auditor.records import (
     Message,
     Policy,
     Probe,
+    ProbeExample,
     Rule,
     Scope,
     Suite,
@@ -171,6 +172,26 @@ def _probe_issues(probe: dict[str, Any], where: str, defaults: dict[str, Any]) -
         found.append((where, f"uses {{{{{name}}}}} but declares no variable '{name}'"))
     for name in sorted(declared - used):
         found.append((f"{where}/variables/{name}", f"variable '{name}' is never used"))
+    for k, example in enumerate(probe.get("examples", [])):
+        ew = f"{where}/examples/{k}"
+        replies = example.get("replies")
+        if isinstance(example.get("expect"), list) != isinstance(replies, list) or (
+            replies is not None and len(example["expect"]) != len(replies)
+        ):
+            found.append(
+                (ew + "/expect", "give one expected verdict per reply (a list with 'replies', one word with 'reply')")
+            )
+        for name, value in example.get("variables", {}).items():
+            values = probe.get("variables", {}).get(name)
+            if values is None:
+                found.append((f"{ew}/variables/{name}", f"the probe has no variable '{name}'"))
+            elif (isinstance(value, int) and value >= len(values)) or (isinstance(value, str) and value not in values):
+                found.append((f"{ew}/variables/{name}", f"not one of the values of '{name}' (a value or its index)"))
+    if probe.get("stereotype") is not None:
+        try:
+            re.compile(probe["stereotype"])
+        except re.error as exc:
+            found.append((where + "/stereotype", f"not a valid regular expression: {exc}"))
     messages = probe.get("messages")
     if messages and messages[-1]["role"] != "user":
         found.append((f"{where}/messages/{len(messages) - 1}/role", "the last message must be from the user"))
@@ -278,6 +299,23 @@ def _build_probe(p: dict[str, Any], defaults: dict[str, Any]) -> Probe:
         category=p.get("category"),
         translations=tuple(sorted(p.get("translations", {}).items())),
         turns=tuple(p.get("turns", [])),
+        examples=tuple(_build_example(e) for e in p.get("examples", [])),
+        stereotype=p.get("stereotype"),
+        fresh=bool(p.get("fresh", False)),
+    )
+
+
+def _build_example(e: dict[str, Any]) -> ProbeExample:
+    replies = tuple(e["replies"]) if "replies" in e else (e["reply"],)
+    expect = e["expect"] if isinstance(e["expect"], list) else [e["expect"]] * len(replies)
+    return ProbeExample(
+        replies=replies,
+        expect=tuple(expect),
+        why=e.get("why", ""),
+        variables=tuple(sorted(e.get("variables", {}).items())),
+        latency_s=e.get("latency_s"),
+        completion_tokens=e.get("completion_tokens"),
+        judge_only=bool(e.get("judge_only", False)),
     )
 
 

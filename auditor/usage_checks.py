@@ -12,17 +12,74 @@ from auditor.records import Grade, Reply
 
 # --- numbers, similarity and recorded usage ----------------------------------------------------
 
-_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# A number as replies write it: 3.5, 3,5, 1,440, 299 792 458, 3 x 10^5, 3×10⁵, 3e5, or in English words.
+_SUPER = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺−", "0123456789--" + "-")
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<num>-?(?:\d{1,3}(?:(?:,|\u202f|\u2009|\u00a0| )\d{3})+|\d+)(?:[.,]\d+)?)"
+    r"(?:\s*(?:[x×*·]\s*10\s*(?:\^|\*\*)?\s*(?P<exp>[-+−]?\d+|[⁻⁺]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+)|[eE](?P<e>[-+]?\d+)))?"
+)
+_UNITS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split()
+)}  # fmt: skip
+_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_WORD = re.compile(r"[a-z]+", re.IGNORECASE)
+
+
+def _digits(token: str, exponent: str | None) -> float | None:
+    token = re.sub(r"[\u202f\u2009\u00a0 ]", "", token)
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", token):
+        token = token.replace(",", "")  # 1,440: thousands
+    elif token.count(",") == 1 and "." not in token:
+        token = token.replace(",", ".")  # 8848,86: a decimal comma
+    try:
+        value = float(token)
+        return value * 10 ** int(exponent.translate(_SUPER)) if exponent else value
+    except (ValueError, OverflowError):
+        return None
+
+
+def _word_numbers(text: str) -> list[tuple[int, float]]:
+    """(position, value) of numbers written in English words: eleven, forty-two, one thousand four hundred."""
+    found: list[tuple[int, float]] = []
+    words = [(m.start(), m.group(0).lower()) for m in _WORD.finditer(text.replace("-", " "))]
+    i = 0
+    while i < len(words):
+        start, total, current, used = words[i][0], 0, 0, 0
+        while i < len(words):
+            w = words[i][1]
+            if w in _UNITS:
+                current += _UNITS[w]
+            elif w in _TENS:
+                current += _TENS[w]
+            elif w in _SCALES and (current or total):
+                current = max(current, 1) * _SCALES[w]
+                if _SCALES[w] >= 1000:
+                    total, current = total + current, 0
+            elif w == "and" and used and i + 1 < len(words) and words[i + 1][1] in {**_UNITS, **_TENS}:
+                pass
+            else:
+                break
+            used += 1
+            i += 1
+        if used:
+            found.append((start, float(total + current)))
+        else:
+            i += 1
+    return found
 
 
 def _numbers(text: str) -> list[float]:
+    """Every number in the text, in reading order: digits (with thousands separators, decimal commas and
+    scientific notation such as 3 x 10^5) and English number words."""
     found = []
-    for token in _NUMBER.findall(text):
-        try:
-            found.append(float(token.replace(",", "")))
-        except ValueError:
-            continue
-    return found
+    for m in _NUMBER.finditer(text):
+        value = _digits(m.group("num"), m.group("exp") or m.group("e"))
+        if value is not None:
+            found.append((m.start(), value))
+    found += _word_numbers(text)
+    return [v for _, v in sorted(found, key=lambda pv: pv[0])]
 
 
 @criterion("number")
@@ -43,7 +100,7 @@ def _number(spec: dict[str, Any], pointer: str) -> Check:
         found = _numbers(reply.content)
         if not found:
             return Grade("fail", "no number in the reply")
-        candidates = found[:1] if pick == "first" else found
+        candidates = found[:1] if pick == "first" else found[-1:] if pick == "last" else found
         hits = [x for x in candidates if close(x)]
         if hits:
             return Grade("pass", f"{hits[0]:g} is within {tolerance:g}{' (relative)' if relative else ''} of {want:g}")

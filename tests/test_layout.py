@@ -38,6 +38,7 @@ ORDER = [
     "execute",
     "cache",
     "grade",
+    "examples",
     "judge",
     "adaptive",
     "calibrate",
