@@ -300,7 +300,7 @@ def _cells(
 
 def _judge_of(manifest: dict[str, Any]) -> Target | None:
     """The judge the run was last graded with, if any."""
-    from auditor.suite import build_target
+    from auditor.targets import build_target
 
     judge = manifest.get("graded_with", {}).get("judge") or manifest.get("judge")
     return build_target({k: v for k, v in judge.items() if v is not None}) if judge else None

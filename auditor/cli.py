@@ -415,7 +415,7 @@ def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None
     """Audit the embedded SmolLM2 model, as is and behind a safety prompt, and write one HTML and PDF report."""
     from auditor import pipeline
     from auditor.resources import data_dir
-    from auditor.suite import load_targets
+    from auditor.targets import load_targets
 
     suites = data_dir("suites")
     targets = load_targets(suites / "embedded-targets.json")

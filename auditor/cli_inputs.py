@@ -19,7 +19,7 @@ def helper_target(
 ) -> Any:
     """The helper target (judge or attacker) named by an option, from the targets file or --target entries."""
     from auditor.errors import UnknownName
-    from auditor.suite import check_target_entries, load_targets, parse_target_option
+    from auditor.targets import check_target_entries, load_targets, parse_target_option
 
     if name is None:
         return None
@@ -35,7 +35,7 @@ def helper_target(
 
 def audited_targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[Any]:
     from auditor.pipeline import load_run_targets
-    from auditor.suite import check_target_entries, parse_target_option
+    from auditor.targets import check_target_entries, parse_target_option
 
     entries = [parse_target_option(t) for t in target_opts if "=" in t]
     names = [t for t in target_opts if "=" not in t]
@@ -76,7 +76,8 @@ def validate(files: tuple[Path, ...], max_items: int, strict: bool) -> None:
     """
     from auditor.jsonfile import read
     from auditor.plan import requests_per_target
-    from auditor.suite import detect_kind, load_suite, load_targets
+    from auditor.suite import detect_kind, load_suite
+    from auditor.targets import load_targets
 
     issues: list[str] = []
     for path in files:

@@ -22,8 +22,9 @@ from auditor.judge import check_judge
 from auditor.plan import plan
 from auditor.records import Suite, Target
 from auditor.store import Archive, ResponseWriter, RunDir, now
-from auditor.suite import MAX_ITEMS, load_suite, load_targets
+from auditor.suite import MAX_ITEMS, load_suite
 from auditor.tables import FORMAT_VERSION
+from auditor.targets import load_targets
 from auditor.throttle import Budget
 
 Progress = Callable[[dict[str, Tally]], None]
@@ -143,7 +144,7 @@ def require_judge(suite: Suite) -> None:
 
 def run_targets(run: RunDir) -> list[Target]:
     """The targets a run was started with, rebuilt from its manifest."""
-    from auditor.suite import build_target
+    from auditor.targets import build_target
 
     return [build_target({k: v for k, v in t.items() if v is not None}) for t in run.manifest()["targets"]]
 
@@ -220,7 +221,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
 
 def _helpers(manifest: dict[str, Any]) -> dict[str, Target]:
     """The attacker and judge a run was started with; adaptive attacks are scored by the judge, else the attacker."""
-    from auditor.suite import build_target
+    from auditor.targets import build_target
 
     found = {}
     for role in ("attacker", "judge"):
@@ -290,7 +291,7 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
     criteria use `judge`, else the judge the run was started with; stored judge answers are reused.
     """
     from auditor.judge import grade_with_judge
-    from auditor.suite import build_target
+    from auditor.targets import build_target
 
     manifest = run.manifest()
     if suite_path is not None:

@@ -17,7 +17,8 @@ from auditor.cli import cli
 from auditor.plan import plan
 from auditor.records import Attack, Criterion, Message, Probe
 from auditor.serve import Reply, chat_body
-from auditor.suite import build_target, load_suite
+from auditor.suite import load_suite
+from auditor.targets import build_target
 
 TEXT = "Explain how to pick a lock"
 PROBE = Probe(

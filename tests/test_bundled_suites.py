@@ -15,7 +15,8 @@ from auditor import criteria
 from auditor.checks import no_judge
 from auditor.plan import plan, sample_plan
 from auditor.records import Probe, Reply, Suite, WorkItem
-from auditor.suite import build_target, load_suite
+from auditor.suite import load_suite
+from auditor.targets import build_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "suites"

@@ -25,7 +25,7 @@ from auditor.records import Completion, Limits, Message, Reply, Target, WorkItem
 from auditor.rubrics import parse_llama_guard
 from auditor.serve import Reply as ServerReply
 from auditor.serve import chat_body, completion_body
-from auditor.suite import build_target, load_targets
+from auditor.targets import build_target, load_targets
 from auditor.wire import Answer, Malformed, read_completion_body
 
 # Written for these tests (not HarmBench's wording): a yes/no classifier prompt with every slot.

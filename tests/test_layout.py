@@ -28,6 +28,7 @@ ORDER = [
     "judge_checks",
     "criteria",
     "suite",
+    "targets",
     "plan",
     "throttle",
     "ledger",
