@@ -128,7 +128,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     judge = _judge_of(manifest)
     graded = read_rows(
         con,
-        "SELECT target, challenge_id, probe_id, item_id, outcome FROM grades WHERE run_id = ? "
+        "SELECT target, challenge_id, probe_id, attack, category, item_id, outcome FROM grades WHERE run_id = ? "
         "ORDER BY target, challenge_id, probe_id, item_id",
         rid,
     )
@@ -139,6 +139,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     )
     seed = int(manifest["options"].get("seed", 0))
     cells = _cells(graded, seed, reviewed.labels, probe_graders, uses)
+    families = {a.id: a.family for a in suite.attacks} | {"direct": "direct"}
     failing = read_rows(
         con,
         "SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.sample, g.evidence, r.variables, r.messages, "
@@ -188,9 +189,12 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
         for policy in suite.policies:
             outcomes = []
             for rule in policy.rules:
-                selected = [
-                    (f.challenge, c) for f in findings if rule.selects(f.challenge) for c in f.cells if c.target == t
-                ]
+                chosen = [f.challenge for f in findings if rule.selects(f.challenge)]
+                if rule.per == "challenge":
+                    selected = [(f.challenge.id, c) for f in findings if f.challenge in chosen for c in f.cells
+                                if c.target == t]  # fmt: skip
+                else:
+                    selected = _group_cells(graded, t, {c.id for c in chosen}, rule.per, families, seed)
                 outcomes.append(evaluate(rule, selected))
             verdict = decide(t, policy, outcomes)
             notes = grader_notes(suite, policy, uses, probe_graders)
@@ -296,6 +300,37 @@ def _cells(
             source,
         )
     return cells
+
+
+def _group_cells(
+    graded: list[dict[str, Any]], target: str, challenges: set[str], per: str, families: dict[str, str], seed: int
+) -> list[tuple[str, Cell]]:
+    """Cells per attack, attack family, behaviour category or probe over a target's trials of the selected
+    challenges (raw rates, clustered by probe), for rules that let the worst group decide."""
+    import numpy as np
+
+    def group(r: dict[str, Any]) -> str:
+        if per == "attack":
+            return str(r["attack"])
+        if per == "family":
+            return families.get(r["attack"], str(r["attack"]))
+        if per == "category":
+            return str(r["category"] or "uncategorised")
+        return str(r["probe_id"])
+
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    for r in graded:
+        if r["target"] == target and r["challenge_id"] in challenges:
+            outcome = r["outcome"]
+            slot = ("pass", "fail", "error").index(outcome) if outcome in ("pass", "fail", "error") else 3
+            counts[group(r)][r["probe_id"]][slot] += 1
+    out = []
+    for n, (name, probes) in enumerate(sorted(counts.items())):
+        clusters = [(p[0], p[0] + p[1]) for _, p in sorted(probes.items()) if p[0] + p[1]]
+        boot = bootstrap_clustered(clusters, np.random.default_rng([seed, n, 2])) if len(clusters) > 1 else None
+        totals = [sum(p[i] for p in probes.values()) for i in range(4)]
+        out.append((f"{per} {name}", Cell(name, target, totals[0], totals[1], totals[2], totals[3], boot)))
+    return out
 
 
 def _judge_of(manifest: dict[str, Any]) -> Target | None:

@@ -176,11 +176,35 @@ def plan_cmd(
         ),
         nl=False,
     )
-    for p in plans:
-        for rule in p.undecidable:
+    rules = [(p.challenge_id, r) for p in plans for r in p.rules]
+    if rules:
+        click.echo(
+            "\nPer rule: the failures each cell tolerates at its planned trials, and the per-trial grader false-fail "
+            "rate at which a model that truly passes everything is still approved only half the time."
+        )
+        rows = [
+            (
+                r.rule,
+                r.cell,
+                r.trials,
+                f"{r.threshold:.0%}",
+                r.allowed_failures if r.allowed_failures >= 0 else "cannot hold",
+                f"{100 * r.tolerated_false_fail:.1f}%",
+            )
+            for _, r in rules
+        ]
+        names = ["rule", "cell", "trials", "minimum", "max_failures", "false_fail_tolerated"]
+        click.echo(format_rows(names, rows, "table"), nl=False)
+    for challenge, r in rules:
+        if not r.decidable:
+            need = (
+                f"about {r.trials_needed} trials would decide it"
+                if r.trials_needed
+                else "no number of trials decides a rate this close to the minimum"
+            )
             click.echo(
-                f"warning: {p.challenge_id}: {p.trials} trials cannot decide {rule} at an assumed pass rate of "
-                f"{assume_rate:.0%}; add samples or probes",
+                f"warning: {challenge}: {r.trials} trials in {r.cell} cannot decide {r.rule} (minimum "
+                f"{r.threshold:.0%}) at an assumed pass rate of {assume_rate:.0%}; {need}",
                 err=True,
             )
 

@@ -149,6 +149,20 @@ def estimate_tokens(item: WorkItem) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class RulePlan:
+    """What one rule can decide over one of its cells (a challenge, or an attack, family, category or probe)."""
+
+    rule: str  # policy/rule
+    cell: str
+    trials: int
+    threshold: float
+    allowed_failures: int  # -1: the rule cannot hold with these trials
+    tolerated_false_fail: float  # a grader false-fail rate at which a perfect model is approved half the time
+    decidable: bool
+    trials_needed: int | None  # to decide at the assumed rate; None if no number of trials would
+
+
+@dataclass(frozen=True)
 class SamplePlan:
     """What a challenge's planned trials can decide at an assumed pass rate."""
 
@@ -156,21 +170,56 @@ class SamplePlan:
     trials: int
     half_width: float
     undecidable: tuple[str, ...]  # rules (policy/rule, minimum) the trials cannot decide
+    rules: tuple[RulePlan, ...] = ()
+
+
+def _cell_trials(suite: Suite, challenge: Any, per: str) -> dict[str, int]:
+    """Planned trials per target in each cell of a challenge for a rule's `per`."""
+    families = {a.id: a.family for a in suite.attacks}
+    cells: dict[str, int] = {}
+    for probe in challenge.probes:
+        for attack in attacks_for(suite, probe):
+            n = len(variants(probe)) * probe.samples
+            key = {
+                "challenge": challenge.id,
+                "attack": f"attack {attack.id}",
+                "family": f"family {families.get(attack.id, attack.id)}",
+                "category": f"category {probe.category or 'uncategorised'}",
+                "probe": f"probe {probe.id}",
+            }[per]
+            cells[key] = cells.get(key, 0) + n
+    return cells
 
 
 def sample_plan(suite: Suite, assumed_rate: float) -> list[SamplePlan]:
-    """Per measured challenge: trials per target, the 95% interval half-width at `assumed_rate`, and the
-    policy rules whose threshold that many trials could not decide (the interval would straddle it)."""
+    """Per measured challenge: trials per target, the 95% interval half-width at `assumed_rate`, the policy rules
+    whose threshold that many trials could not decide, and per rule and cell the failures it tolerates, the grader
+    false-fail rate at which a perfect model stops being approved, and the trials that would decide it."""
+    from auditor.stats import allowed_failures, tolerated_false_fail, trials_to_decide
+
     out = []
     for challenge in suite.challenges:
         if not challenge.measured:
             continue
         trials = sum(len(variants(p)) * p.samples * len(attacks_for(suite, p)) for p in challenge.probes)
-        blocked = tuple(
-            f"{policy.id}/{rule.id} (minimum {rule.min_pass_rate:.0%})"
-            for policy in suite.policies
-            for rule in policy.rules
-            if rule.selects(challenge) and not decidable(trials, assumed_rate, rule.min_pass_rate)
-        )
-        out.append(SamplePlan(challenge.id, trials, half_width(trials, assumed_rate), blocked))
+        rules = []
+        for policy in suite.policies:
+            for rule in policy.rules:
+                if not rule.selects(challenge):
+                    continue
+                for cell, n in sorted(_cell_trials(suite, challenge, rule.per).items()):
+                    rules.append(
+                        RulePlan(
+                            f"{policy.id}/{rule.id}",
+                            cell,
+                            n,
+                            rule.min_pass_rate,
+                            allowed_failures(n, rule.min_pass_rate),
+                            tolerated_false_fail(n, rule.min_pass_rate),
+                            decidable(n, assumed_rate, rule.min_pass_rate),
+                            trials_to_decide(assumed_rate, rule.min_pass_rate),
+                        )
+                    )
+        blocked = tuple(dict.fromkeys(f"{r.rule} (minimum {r.threshold:.0%})" for r in rules if not r.decidable))
+        out.append(SamplePlan(challenge.id, trials, half_width(trials, assumed_rate), blocked, tuple(rules)))
     return out

@@ -112,6 +112,7 @@ class Rule:
     min_pass_rate: float
     on_fail: str
     conditions: tuple[str, ...]
+    per: str = "challenge"  # or attack, family, category, probe: what must each reach the minimum
 
     def selects(self, challenge: Challenge) -> bool:
         """True when the challenge matches every selector the rule gives."""

@@ -335,3 +335,59 @@ def lift(attack_rate: float | None, baseline_rate: float | None) -> float | None
     if attack_rate is None or baseline_rate is None:
         return None
     return attack_rate - baseline_rate
+
+
+def allowed_failures(n: int, threshold: float, z: float = Z95) -> int:
+    """The most failures among n decided trials with which a minimum-pass-rate rule still holds (the Wilson lower
+    bound of the pass rate at or above `threshold`); -1 when even n passes out of n do not reach it."""
+    k = -1
+    while k + 1 <= n and wilson(n - (k + 1), n, z)[0] >= threshold:
+        k += 1
+    return k
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (stable for thousands of trials)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0:
+        return 1.0
+    if p >= 1:
+        return 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+             for i in range(k + 1)]  # fmt: skip
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def tolerated_false_fail(n: int, threshold: float, approve: float = 0.5) -> float:
+    """The per-trial false-fail rate of a grader at which a perfect model (every reply truly passes) is still
+    approved by a rule with probability `approve`: the largest f with P(Binomial(n, f) <= allowed failures) >=
+    approve, by bisection. 0 when the rule cannot hold at all with n trials."""
+    k = allowed_failures(n, threshold)
+    if k < 0:
+        return 0.0
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        if binomial_cdf(k, n, mid) >= approve:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
+def trials_to_decide(rate: float, threshold: float, limit: int = 100_000) -> int | None:
+    """The fewest trials whose expected Wilson interval at an assumed pass rate lies wholly on one side of the
+    threshold (None when even `limit` trials cannot, e.g. a rate equal to the threshold)."""
+    if decidable(limit, rate, threshold) is False:
+        return None
+    low, high = 1, limit
+    while low < high:
+        mid = (low + high) // 2
+        if decidable(mid, rate, threshold):
+            high = mid
+        else:
+            low = mid + 1
+    return low

@@ -252,6 +252,7 @@ def _build_suite(data: dict[str, Any], path: Path, sha256: str) -> Suite:
                     min_pass_rate=float(r["min_pass_rate"]),
                     on_fail=r.get("on_fail", "reject"),
                     conditions=tuple(r.get("conditions", [])),
+                    per=r.get("per", "challenge"),
                 )
                 for r in p["rules"]
             ),

@@ -8,8 +8,8 @@ from typing import Any
 
 from auditor import validity
 from auditor.agreement import Corrected
-from auditor.records import Challenge, Policy, Rule, Suite
-from auditor.stats import wilson
+from auditor.records import Policy, Rule, Suite
+from auditor.stats import allowed_failures, wilson
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class RuleOutcome:
     rule: Rule
     status: str
     reasons: tuple[str, ...]
+    basis: tuple[str, ...] = ()  # per cell: how many failures the rule tolerates at the trials it had
 
 
 @dataclass(frozen=True)
@@ -84,29 +85,43 @@ def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.0f}%"
 
 
-def evaluate(rule: Rule, cells: list[tuple[Challenge, Cell]]) -> RuleOutcome:
-    """A rule holds when every selected challenge's lower bound reaches the threshold, fails when
-    some upper bound is below it, and is inconclusive otherwise (more samples needed)."""
+def evaluate(rule: Rule, cells: list[tuple[str, Cell]]) -> RuleOutcome:
+    """A rule holds when every selected cell's lower bound reaches the threshold, fails when some upper bound is
+    below it, and is inconclusive otherwise (more samples needed). Cells are challenges, or the attacks, families,
+    categories or probes within them (`per`), each named by its label; the worst one decides."""
     reasons = []
+    basis = []
     status = "holds"
-    for challenge, cell in cells:
+    for label, cell in cells:
         rate, low, high = cell.decision
-        figures = f"{challenge.id}: {cell.passed}/{cell.decided} passed ({pct(cell.rate)}"
+        figures = f"{label}: {cell.passed}/{cell.decided} passed ({pct(cell.rate)}"
         if cell.corrected is not None:
             figures += f"; corrected for grader error {pct(rate)}"
         figures += f", 95% CI {pct(low)}–{pct(high)})"
+        k = allowed_failures(cell.decided, rule.min_pass_rate)
+        allowance = (
+            f"with {cell.decided} decided trials it holds with at most {k} failure{'s' if k != 1 else ''}"
+            if k >= 0
+            else f"{cell.decided} decided trials cannot reach {pct(rule.min_pass_rate)} even with no failure"
+        )
+        basis.append(f"{label}: {allowance}")
         if low >= rule.min_pass_rate:
             continue
-        if high < rule.min_pass_rate:
+        if not cell.decided:
+            status = "fails" if status == "fails" else "inconclusive"
+            why = f"{cell.errored} errors" + (f", {cell.unparseable} unreadable verdicts" if cell.unparseable else "")
+            reasons.append(f"{label}: no decided trial ({why}): nothing to decide on")
+        elif high < rule.min_pass_rate:
             status = "fails"
             reasons.append(f"{figures}; upper bound below the minimum {pct(rule.min_pass_rate)}")
         else:
             status = "fails" if status == "fails" else "inconclusive"
-            reasons.append(f"{figures}; lower bound below {pct(rule.min_pass_rate)}, inconclusive: more samples needed")
+            below = f"lower bound below {pct(rule.min_pass_rate)}"
+            reasons.append(f"{figures}; {below}, inconclusive: more samples needed ({allowance})")
     if not cells:
         status = "inconclusive"
         reasons.append("no measured challenge selected")
-    return RuleOutcome(rule, status, tuple(reasons))
+    return RuleOutcome(rule, status, tuple(reasons), tuple(basis))
 
 
 def decide(target: str, policy: Policy, outcomes: list[RuleOutcome]) -> Verdict:
