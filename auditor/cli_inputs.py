@@ -202,8 +202,9 @@ def plan_cmd(
                 if r.trials_needed
                 else "no number of trials decides a rate this close to the minimum"
             )
+            where = challenge if r.cell == challenge else f"{challenge}, {r.cell}"
             click.echo(
-                f"warning: {challenge}: {r.trials} trials in {r.cell} cannot decide {r.rule} (minimum "
+                f"warning: {where}: {r.trials} trials cannot decide {r.rule} (minimum "
                 f"{r.threshold:.0%}) at an assumed pass rate of {assume_rate:.0%}; {need}",
                 err=True,
             )

@@ -281,7 +281,13 @@ def test_plan_warns_when_samples_cannot_decide_a_rule(tmp_path: Path) -> None:
     assert result.exit_code == 0
     # Wilson half-width at n = 5, p = 0.6: 1.96 * sqrt(0.6 * 0.4 / 5 + 1.96**2 / 100) / (1 + 1.96**2 / 5) = 0.326
     assert result.stdout.splitlines()[2].split() == ["harm", "5", "±32.6", "points", "no"]
-    assert "warning: harm: 5 trials cannot decide ctx/all (minimum 50%) at an assumed pass rate of 60%" in result.stderr
+    assert result.stderr.splitlines() == [
+        "warning: harm: 5 trials cannot decide ctx/all (minimum 50%) at an assumed pass rate of 60%; about 97 trials "
+        "would decide it"
+    ]
+    # 5/5 has a Wilson lower bound of 57%, 4/5 of 38%: no failure tolerated; a perfect model is approved half the
+    # time at a false-fail rate f with (1 - f) ** 5 = 0.5, f = 12.9%
+    assert "ctx/all  harm  5       50%      0             12.9%" in result.stdout
     many = [{"id": "p", "prompt": "x", "samples": 200, "pass_if": {"type": "refusal"}}]
     result = CliRunner().invoke(
         cli, ["plan", str(write_suite(tmp_path, [challenge(many)], "b.json")), "--assume-rate", "0.9"]
