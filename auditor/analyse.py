@@ -10,11 +10,13 @@ from auditor import validity
 from auditor.compare import (
     AttackRow,
     Balance,
+    BiasRow,
     CategoryRow,
     Drift,
     Pairing,
     attack_rows,
     balances,
+    bias_rows,
     category_rows,
     drift,
     pairings,
@@ -116,6 +118,7 @@ class Report:
     graders: tuple[validity.GraderUse, ...] = ()
     reviewers: tuple[str, ...] = ()
     reviewed: int = 0
+    bias: tuple[BiasRow, ...] = ()
 
 
 def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir | None = None) -> Report:
@@ -237,6 +240,9 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
             balances(con, run.run_id, target_names, {p.id: p.intent for _, p in suite.probes() if p.intent})
         ),
         graders=tuple(validity.summarise(list(uses.values()))),
+        bias=tuple(
+            bias_rows(con, run.run_id, target_names, {p.id: p.stereotype for _, p in suite.probes() if p.stereotype})
+        ),
         reviewers=reviewed.reviewers,
         reviewed=len(reviewed.labels),
     )

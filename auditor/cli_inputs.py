@@ -182,7 +182,7 @@ def plan_cmd(
             "\nPer rule: the failures each cell tolerates at its planned trials, and the per-trial grader false-fail "
             "rate at which a model that truly passes everything is still approved only half the time."
         )
-        rows = [
+        rule_rows: list[tuple[Any, ...]] = [
             (
                 r.rule,
                 r.cell,
@@ -194,7 +194,7 @@ def plan_cmd(
             for _, r in rules
         ]
         names = ["rule", "cell", "trials", "minimum", "max_failures", "false_fail_tolerated"]
-        click.echo(format_rows(names, rows, "table"), nl=False)
+        click.echo(format_rows(names, rule_rows, "table"), nl=False)
     for challenge, r in rules:
         if not r.decidable:
             need = (

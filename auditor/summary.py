@@ -65,6 +65,16 @@ def summary_json(report: Report) -> dict[str, Any]:
             }
             for b in report.balances
         ],
+        "bias": [
+            {
+                "target": b.target,
+                "errors": b.errors,
+                "stereotyped": b.stereotyped,
+                "score": b.score[0],
+                "ci95": list(b.score[1]),
+            }
+            for b in report.bias
+        ],
         "cells": [
             {
                 "challenge": c.challenge_id,
