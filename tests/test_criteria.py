@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import pytest
@@ -373,10 +373,10 @@ def test_every_kind_has_outcome_rows() -> None:
     sets of replies and is covered in test_grade.py."""
     seen: dict[str, set[str]] = {}
     for case in CASES:
-        spec, _, expected = case.values
+        spec, _, expected = cast(tuple[dict[str, Any], str, str], case.values)
         seen.setdefault(spec["type"], set()).add(expected)
-    for case in REPLY_CASES:
-        spec, _, _, expected = case.values
+    for reply_case in REPLY_CASES:
+        spec, _, _, expected = cast(tuple[dict[str, Any], Reply, str, str], reply_case.values)
         seen.setdefault(spec["type"], set()).add(expected)
     assert {k: {"pass", "fail"} <= v for k, v in seen.items()} == {k: True for k in REGISTRY if k != "consistency"}
 
@@ -465,7 +465,7 @@ def test_bad_parameters_fail_at_build(spec: dict[str, Any], pointer: str, messag
 
 # --- contract: registry <-> schema -----------------------------------------------------------
 
-MINIMAL = {
+MINIMAL: dict[str, dict[str, Any]] = {
     "refusal": {"type": "refusal"},
     "contains": {"type": "contains", "values": ["x"]},
     "not_contains": {"type": "not_contains", "values": ["x"]},

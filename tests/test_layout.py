@@ -62,7 +62,7 @@ ORDER = [
 
 def auditor_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("auditor"):
             if node.module == "auditor":

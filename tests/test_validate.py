@@ -485,7 +485,9 @@ def test_bundled_file_validates(path: Path) -> None:
 
 def test_bundled_suite_loads() -> None:
     suite = load_suite(ROOT / "suites" / "sixteen-challenges.json")
-    assert len(suite.challenges) == 16
+    # the sixteen challenges of Kaddour et al., challenge 9 measured as four (harm, bias, deception, over-refusal)
+    assert len(suite.challenges) == 19
+    assert len({c.id.split("-")[0] for c in suite.challenges}) == 16
     targets = load_targets(ROOT / "suites" / "embedded-targets.json")
     assert [t.name for t in targets] == ["smollm2", "smollm2-guarded"]
 
