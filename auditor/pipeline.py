@@ -14,18 +14,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from auditor import __version__, analyse, cache, local, render
-from auditor.adaptive import adaptive_tasks
+from auditor import __version__
+from auditor.archive import cache
+from auditor.archive.store import Archive, ResponseWriter, RunDir, now
+from auditor.archive.tables import FORMAT_VERSION
 from auditor.errors import ArchiveError, ConfigError, UsageError
-from auditor.execute import Endpoint, Executor, Tally
-from auditor.judge import check_judge
-from auditor.plan import plan
+from auditor.grade.judging import check_judge
 from auditor.records import Suite, Target
-from auditor.store import Archive, ResponseWriter, RunDir, now
-from auditor.suite import MAX_ITEMS, load_suite
-from auditor.tables import FORMAT_VERSION
-from auditor.targets import load_targets
-from auditor.throttle import Budget
+from auditor.report import analyse, render
+from auditor.run import local
+from auditor.run.adaptive import adaptive_tasks
+from auditor.run.execute import Endpoint, Executor, Tally
+from auditor.run.plan import plan
+from auditor.run.throttle import Budget
+from auditor.suite.load import MAX_ITEMS, load_suite
+from auditor.suite.targets import load_targets
 
 Progress = Callable[[dict[str, Tally]], None]
 
@@ -131,7 +134,7 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
 
 def require_judge(suite: Suite) -> None:
     """Refuse a suite whose judge criteria have no fallback when no judge is given, naming them."""
-    from auditor.grade import needs_judge
+    from auditor.criteria import needs_judge
 
     probes = [p.id for _, p in suite.probes() if needs_judge(p.pass_if.spec)]
     if probes:
@@ -144,7 +147,7 @@ def require_judge(suite: Suite) -> None:
 
 def run_targets(run: RunDir) -> list[Target]:
     """The targets a run was started with, rebuilt from its manifest."""
-    from auditor.targets import build_target
+    from auditor.suite.targets import build_target
 
     return [build_target({k: v for k, v in t.items() if v is not None}) for t in run.manifest()["targets"]]
 
@@ -221,7 +224,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
 
 def _helpers(manifest: dict[str, Any]) -> dict[str, Target]:
     """The attacker and judge a run was started with; adaptive attacks are scored by the judge, else the attacker."""
-    from auditor.targets import build_target
+    from auditor.suite.targets import build_target
 
     found = {}
     for role in ("attacker", "judge"):
@@ -240,7 +243,7 @@ def _adaptive(
     writer: ResponseWriter,
 ) -> Callable[[], Awaitable[None]]:
     """The adaptive searches (PAIR, TAP) of every audited target, to run after the static items."""
-    from auditor.adaptive import Adaptive, Roles, run_searches
+    from auditor.run.adaptive import Adaptive, Roles, run_searches
 
     async def searches() -> None:
         log = ResponseWriter(run, folder="adaptive")
@@ -290,8 +293,8 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
     A given suite is copied into the run folder, so the report always matches the grades. Judge
     criteria use `judge`, else the judge the run was started with; stored judge answers are reused.
     """
-    from auditor.judge import grade_with_judge
-    from auditor.targets import build_target
+    from auditor.grade.judging import grade_with_judge
+    from auditor.suite.targets import build_target
 
     manifest = run.manifest()
     if suite_path is not None:
@@ -390,7 +393,7 @@ class Estimate:
 
 def estimate(suite_path: Path, targets: list[Target], max_items: int = MAX_ITEMS) -> list[Estimate]:
     """Requests, estimated prompt tokens, completion ceilings and the cost ceiling per target."""
-    from auditor.plan import estimate_tokens
+    from auditor.run.plan import estimate_tokens
 
     suite = load_suite(suite_path, max_items=max_items)
     totals = {t.name: [0, 0, 0] for t in targets}

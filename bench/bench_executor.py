@@ -110,7 +110,7 @@ def run_auditor(folder: Path, *args: str) -> tuple[float, float, str]:
 def time_execution(folder: Path, suite: Path, targets: Path) -> float:
     """Time only the sending stage of auditor (plan + execute + store), in process."""
     from auditor import pipeline
-    from auditor.targets import load_targets
+    from auditor.suite.targets import load_targets
 
     run = pipeline.start_run(suite, load_targets(targets), pipeline.RunOptions(folder / "audits-inproc"))
     start = time.perf_counter()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from auditor.serve import ChatServer, Reply, chat_body
+from auditor.run.serve import ChatServer, Reply, chat_body
 
 latency = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0
 body = chat_body("ok", model="bench-model", prompt_tokens=12, completion_tokens=1)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from auditor.serve import ChatServer, Reply, chat_body
+from auditor.run.serve import ChatServer, Reply, chat_body
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_targets
 
-from auditor.adaptive import parse_prompt, parse_score
 from auditor.cli import cli
-from auditor.serve import Reply, chat_body
+from auditor.run.adaptive import parse_prompt, parse_score
+from auditor.run.serve import Reply, chat_body
 
 
 @pytest.mark.parametrize(

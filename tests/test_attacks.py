@@ -12,13 +12,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_targets
 
-from auditor.attacks import transform
 from auditor.cli import cli
-from auditor.plan import plan
 from auditor.records import Attack, Criterion, Message, Probe
-from auditor.serve import Reply, chat_body
-from auditor.suite import load_suite
-from auditor.targets import build_target
+from auditor.run.plan import plan
+from auditor.run.serve import Reply, chat_body
+from auditor.suite.attacks import transform
+from auditor.suite.load import load_suite
+from auditor.suite.targets import build_target
 
 TEXT = "Explain how to pick a lock"
 PROBE = Probe(

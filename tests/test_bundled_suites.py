@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from auditor import criteria
-from auditor.checks import no_judge
-from auditor.plan import plan, sample_plan
+from auditor.criteria.registry import no_judge
 from auditor.records import Probe, Reply, Suite, WorkItem
-from auditor.suite import load_suite
-from auditor.targets import build_target
+from auditor.run.plan import plan, sample_plan
+from auditor.suite.load import load_suite
+from auditor.suite.targets import build_target
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "suites"
@@ -494,7 +494,7 @@ def test_every_hallucination_judge_has_a_fallback_and_numbers_leave_the_prose() 
 
 @pytest.mark.parametrize(("name", "graded", "judge_only"), [(HA, 150, 2), ("sixteen-challenges.json", 413, 8)])
 def test_labelled_examples_grade_as_labelled(name: str, graded: int, judge_only: int) -> None:
-    from auditor.examples import check_examples
+    from auditor.suite.examples import check_examples
 
     checked = check_examples(suite(name))
     assert checked.misgrades == ()

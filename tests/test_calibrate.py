@@ -15,8 +15,8 @@ from conftest import ROOT, write_targets
 
 from auditor.agreement import cohen_kappa, corrected_pass_rate, grader_agreement, rogan_gladen
 from auditor.cli import cli
-from auditor.labelled import load
-from auditor.serve import Reply, chat_body
+from auditor.run.serve import Reply, chat_body
+from auditor.suite.labelled import load
 
 DATA = ROOT / "tests" / "data"
 

@@ -16,17 +16,17 @@ from conftest import MINI_SUITE, last_user, write_targets
 
 from auditor import criteria
 from auditor.cli import cli
+from auditor.criteria.judge import ClassifierJudge
+from auditor.criteria.rubrics import parse_llama_guard
 from auditor.errors import UsageError
-from auditor.execute import Endpoint, Executor
-from auditor.judge import judge_item
-from auditor.judge_checks import ClassifierJudge
-from auditor.plan import content_hash
+from auditor.grade.judging import judge_item
 from auditor.records import Completion, Limits, Message, Reply, Target, WorkItem
-from auditor.rubrics import parse_llama_guard
-from auditor.serve import Reply as ServerReply
-from auditor.serve import chat_body, completion_body
-from auditor.targets import build_target, load_targets
-from auditor.wire import Answer, Malformed, read_completion_body
+from auditor.run.execute import Endpoint, Executor
+from auditor.run.plan import content_hash
+from auditor.run.serve import Reply as ServerReply
+from auditor.run.serve import chat_body, completion_body
+from auditor.run.wire import Answer, Malformed, read_completion_body
+from auditor.suite.targets import build_target, load_targets
 
 # Written for these tests (not HarmBench's wording): a yes/no classifier prompt with every slot.
 TEMPLATE = (

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from conftest import MINI_SUITE, write_targets
 
 from auditor.cli import cli
-from auditor.serve import ChatServer
+from auditor.run.serve import ChatServer
 
 CLOSED = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
 FAST_FAIL = {"max_retries": 0, "timeout_s": 2}

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from conftest import ROOT, write_targets
 
 from auditor.cli import cli
-from auditor.examples import check_examples
-from auditor.grade import needs_judge
-from auditor.serve import Reply, chat_body
-from auditor.suite import load_suite
+from auditor.criteria import needs_judge
+from auditor.run.serve import Reply, chat_body
+from auditor.suite.examples import check_examples
+from auditor.suite.load import load_suite
 
 SUITES = sorted(p.name for p in (ROOT / "suites").glob("*.json") if "challenges" in json.loads(p.read_text()))
 

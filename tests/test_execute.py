@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from auditor.execute import Endpoint, Executor, Failure, classify, server_wait
 from auditor.records import Completion, Limits, Message, Target, WorkItem
-from auditor.serve import Reply, chat_body, error_body
-from auditor.throttle import Budget, Gate
+from auditor.run.execute import Endpoint, Executor, Failure, classify, server_wait
+from auditor.run.serve import Reply, chat_body, error_body
+from auditor.run.throttle import Budget, Gate
 
 
 @pytest.mark.parametrize(

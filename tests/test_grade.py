@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import MINI_SUITE, last_user, write_targets
 
 from auditor.cli import cli
-from auditor.serve import Reply, chat_body
+from auditor.run.serve import Reply, chat_body
 from auditor.stats import mcnemar_exact
 
 

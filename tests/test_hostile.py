@@ -14,9 +14,9 @@ from click.testing import CliRunner, Result
 from conftest import MINI_SUITE, write_targets
 
 from auditor.cli import cli
-from auditor.console import format_rows
-from auditor.serve import Reply, chat_body, error_body
-from auditor.wire import Answer, Malformed, read_body
+from auditor.cli.console import format_rows
+from auditor.run.serve import Reply, chat_body, error_body
+from auditor.run.wire import Answer, Malformed, read_body
 
 CHOICE = {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
 

@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from auditor import importers, plan, suite, targets
 from auditor.errors import InputError, UsageError
-from auditor.importers import import_harmbench, import_jailbreakbench, write_suite
 from auditor.records import Suite
+from auditor.run import plan
+from auditor.suite import importers, targets
+from auditor.suite import load as suite
+from auditor.suite.importers import import_harmbench, import_jailbreakbench, write_suite
 
 DATA = Path(__file__).resolve().parent / "data"
 HARMBENCH = DATA / "harmbench_sample.csv"
@@ -144,7 +146,7 @@ def test_literal_double_braces_survive_loading_and_planning(tmp_path: Path) -> N
     probe = loaded.challenges[0].probes[0]
     assert probe.variables == (("name", ("{{ name }}",)),)
     target = targets.build_target({"name": "t", "base_url": "http://127.0.0.1:1/v1", "model": "m"})
-    sent = plan.messages_for(probe, target, dict(plan.variants(probe)[0]))
+    sent = plan.messages_for(probe, target, dict(suite.variants(probe)[0]))
     assert sent[-1].content == "Dear {{ name }},\n\nFill in the template above"
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor import refusal
-from auditor.refusal import detect_refusal
+from auditor.criteria import refusal
+from auditor.criteria.refusal import detect_refusal
 
 DATA = Path(__file__).parent / "data"
 DEV = DATA / "refusal-dev.jsonl"  # tune on these two; tests/data/refusal-test.jsonl is held out and never read here

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import write_targets
 
 from auditor.cli import cli
-from auditor.serve import Reply, chat_body
+from auditor.run.serve import Reply, chat_body
 
 N = 300
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 from conftest import MINI_SUITE, ROOT, last_user, write_targets
 
+from auditor.archive.tables import FORMAT_VERSION, RESPONSES
 from auditor.cli import cli
-from auditor.serve import Reply, chat_body, error_body
-from auditor.tables import FORMAT_VERSION, RESPONSES
+from auditor.run.serve import Reply, chat_body, error_body
 
 
 def invoke(*args: str) -> Any:

@@ -15,8 +15,8 @@ from conftest import MINI_SUITE, ROOT, write_targets
 
 from auditor.cli import cli
 from auditor.errors import Issue, SuiteError
-from auditor.suite import load_suite
-from auditor.targets import load_targets
+from auditor.suite.load import load_suite
+from auditor.suite.targets import load_targets
 
 Mutation = Callable[[dict[str, Any]], None]
 

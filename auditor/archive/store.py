@@ -1,0 +1,337 @@
+"""The archive: one folder per run with a manifest and Parquet tables, read through DuckDB views.
+
+Layout (format version 1):
+
+    ARCHIVE/runs/RUN_ID/manifest.json         what was run, with what, when, and its status
+    ARCHIVE/runs/RUN_ID/run.parquet           the manifest's headline as one row (the `runs` view)
+    ARCHIVE/runs/RUN_ID/responses/part-N.parquet   responses, appended in small durable parts
+    ARCHIVE/runs/RUN_ID/judgements/part-N.parquet  judge model calls, same columns as responses
+    ARCHIVE/runs/RUN_ID/adaptive/part-N.parquet    attacker, target and scorer calls of adaptive attacks
+    ARCHIVE/runs/RUN_ID/grades.parquet        grades, replaced whole on every re-grade
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from auditor.archive import ledger
+from auditor.archive.tables import (
+    CALIBRATIONS,
+    FORMAT_VERSION,
+    GRADES,
+    LABELLED_GRADES,
+    READABLE,
+    RESPONSES,
+    REVIEWS,
+    RUNS,
+    UNSEALED_IN,
+    VIEWS,
+)
+from auditor.errors import ArchiveError, UnknownName, UsageError
+from auditor.records import Completion, WorkItem
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_table(table: pa.Table, path: Path, sealed_in: Path | None = None) -> None:
+    """Write a Parquet file atomically; when `sealed_in` (a run folder) is given, record it in that run's ledger
+    between writing and renaming."""
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    if sealed_in is not None:
+        ledger.record(sealed_in, path, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run's folder in the archive."""
+
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ArchiveError(f"{self.manifest_path}: unreadable run manifest: {exc}") from None
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version not in READABLE:
+            raise ArchiveError(
+                f"{self.manifest_path}: archive format {version} is not supported by this auditor "
+                f"(format {FORMAT_VERSION}); use the auditor version that wrote it"
+            )
+        return dict(data)
+
+    def check_before_writing(self) -> None:
+        """Finish writes a crash interrupted, then refuse to add to a run whose stored files fail verification."""
+        ledger.recover(self.path)
+        problems = self.verify().problems
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ArchiveError(
+                f"run {self.run_id} fails verification: {problems[0]}{more}; nothing is added to altered "
+                f"evidence (auditor verify {self.run_id})"
+            )
+
+    def head(self) -> str:
+        """The ledger's head: a hash over every file the run has stored, the manifest included."""
+        return ledger.head(self.path)
+
+    def seal(self, path: Path) -> None:
+        """Record a file the run stored in its tamper-evident ledger."""
+        ledger.record(self.path, path)
+
+    def verify(self) -> ledger.Verdict:
+        """Check the run's stored files against its ledger and the seal in its manifest."""
+        manifest = self.manifest()
+        unsealed = UNSEALED_IN.get(manifest["format_version"], ())
+        return ledger.verify(self.path, manifest.get("seal"), manifest.get("status") != "running", unsealed)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Write the one-row Parquet mirror of the manifest, then the manifest carrying the ledger's head at that
+        point (its seal); both are recorded in the ledger, the manifest last, so it seals everything before it."""
+        manifest["format_version"] = FORMAT_VERSION
+        row = {
+            "run_id": manifest["run_id"],
+            "status": manifest["status"],
+            "suite_id": manifest["suite"]["id"],
+            "suite_version": manifest["suite"]["version"],
+            "suite_sha256": manifest["suite"]["sha256"],
+            "targets": [t["name"] for t in manifest["targets"]],
+            "planned_items": manifest["planned_items"],
+            "started_at": manifest["started_at"],
+            "finished_at": manifest.get("finished_at"),
+            "label": manifest.get("label"),
+        }
+        _write_table(pa.Table.from_pylist([row], schema=RUNS), self.path / "run.parquet", self.path)
+        manifest["seal"] = ledger.head(self.path)
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+        def write(tmp: Path) -> None:
+            tmp.write_text(text, encoding="utf-8")
+            ledger.record(self.path, self.manifest_path, tmp)
+
+        _write_atomic(self.manifest_path, write)
+
+    def response_parts(self, folder: str = "responses") -> list[Path]:
+        return sorted((self.path / folder).glob("part-*.parquet"))
+
+    def done_items(self, folder: str = "responses") -> set[str]:
+        """The ids of items that already have a stored response (or judge answer)."""
+        done: set[str] = set()
+        for part in self.response_parts(folder):
+            done.update(pq.read_table(part, columns=["item_id"]).column("item_id").to_pylist())
+        return done
+
+    def read_parts(self, columns: list[str], folder: str = "responses") -> list[dict[str, Any]]:
+        """Rows of the run's stored parts in `folder` (responses, judgements, adaptive), given columns only."""
+        parts = self.response_parts(folder)
+        if not parts:
+            return []
+        try:
+            return list(pq.ParquetDataset(parts).read(columns=columns).to_pylist())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ArchiveError(
+                f"{self.path / folder}: cannot read stored rows ({str(exc).splitlines()[0]}); "
+                "was the run written by another auditor version?"
+            ) from None
+
+    def write_grades(self, rows: list[dict[str, Any]]) -> None:
+        _write_table(pa.Table.from_pylist(rows, schema=GRADES), self.path / "grades.parquet", self.path)
+
+    def write_review(self, rows: list[dict[str, Any]]) -> Path:
+        """Store one imported human review as a new sealed part under reviews/."""
+        folder = self.path / "reviews"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"review-{len(list(folder.glob('review-*.parquet'))):04d}.parquet"
+        _write_table(pa.Table.from_pylist(rows, schema=REVIEWS), path, self.path)
+        return path
+
+
+class Archive:
+    """An archive folder holding runs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def existing(cls, root: Path) -> Archive:
+        """An archive that must already exist (for every command that reads one)."""
+        if not root.is_dir():
+            what = "is not a folder" if root.exists() else "does not exist"
+            raise UsageError(f"{root}: no archive here: the folder {what} (give --archive, or run a suite first)")
+        return cls(root)
+
+    def new_run(self) -> RunDir:
+        run = RunDir(self.root / "runs" / _new_id())
+        (run.path / "responses").mkdir(parents=True)
+        return run
+
+    def new_calibration(self) -> RunDir:
+        """A folder for one calibration: its summary, graded items and judge calls, sealed in its own ledger."""
+        folder = RunDir(self.root / "calibrations" / _new_id())
+        folder.path.mkdir(parents=True)
+        return folder
+
+    def runs(self) -> list[RunDir]:
+        folder = self.root / "runs"
+        if not folder.is_dir():
+            return []
+        found = (RunDir(p) for p in folder.iterdir() if (p / "manifest.json").is_file())
+        return sorted(found, key=lambda r: r.run_id)
+
+    def run(self, run_id: str) -> RunDir:
+        """Find a run by id, unique prefix, or 'latest'."""
+        runs = self.runs()
+        if not runs:
+            raise UsageError(f"{self.root}: no runs in this archive (run `auditor run SUITE` first)")
+        if run_id == "latest":
+            return runs[-1]
+        matches = [r for r in runs if r.run_id.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ArchiveError(f"run id prefix '{run_id}' is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
+        raise UnknownName("run", run_id, [r.run_id for r in runs])
+
+
+def _new_id() -> str:
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+def write_calibration(folder: RunDir, summary: dict[str, Any], items: list[dict[str, Any]], record: Any) -> None:
+    """Store a calibration: its figures (one row of the `calibrations` view), its graded items, and a JSON record
+    of the grader and the labelled set; each file sealed in the folder's ledger, the record last."""
+    _write_table(pa.Table.from_pylist(items, schema=LABELLED_GRADES), folder.path / "items.parquet", folder.path)
+    _write_table(pa.Table.from_pylist([summary], schema=CALIBRATIONS), folder.path / "summary.parquet", folder.path)
+    text = json.dumps({**record, "seal": ledger.head(folder.path)}, indent=2, sort_keys=True, ensure_ascii=False)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        ledger.record(folder.path, folder.path / "calibration.json", tmp)
+
+    _write_atomic(folder.path / "calibration.json", write)
+
+
+class ResponseWriter:
+    """Appends response rows durably: a new Parquet part every `every_rows` rows or `every_s` seconds."""
+
+    def __init__(self, run: RunDir, every_rows: int = 200, every_s: float = 2.0, folder: str = "responses") -> None:
+        self.run = run
+        self.folder = run.path / folder
+        self.folder.mkdir(exist_ok=True)
+        self.every_rows = every_rows
+        self.every_s = every_s
+        self.rows: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+        self.next_part = len(run.response_parts(folder))
+        self.written = 0
+
+    def add(self, item: WorkItem, completion: Completion, cached: bool) -> None:
+        self.rows.append(response_row(self.run.run_id, item, completion, cached))
+        if len(self.rows) >= self.every_rows or time.monotonic() - self.last_flush >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.rows:
+            return
+        table = pa.Table.from_pylist(self.rows, schema=RESPONSES)
+        path = self.folder / f"part-{self.next_part:06d}.parquet"
+        while path.exists():
+            self.next_part += 1
+            path = self.folder / f"part-{self.next_part:06d}.parquet"
+        _write_table(table, path, self.run.path)
+        self.next_part += 1
+        self.written += len(self.rows)
+        self.rows = []
+
+
+def response_row(run_id: str, item: WorkItem, c: Completion, cached: bool) -> dict[str, Any]:
+    """The stored row for one work item's completion."""
+    params = dict(item.params)
+    return {
+        "run_id": run_id,
+        "item_id": item.item_id,
+        "request_hash": item.request_hash,
+        "target": item.target,
+        "challenge_id": item.challenge_id,
+        "probe_id": item.probe_id,
+        "attack": item.attack,
+        "category": item.category,
+        "variant": item.variant,
+        "variables": json.dumps(dict(item.variables), sort_keys=True, ensure_ascii=False),
+        "sample": item.sample,
+        "messages": [{"role": m.role, "content": m.content} for m in (c.transcript or item.messages)],
+        "params": {k: params.get(k) for k in ("temperature", "top_p", "max_tokens", "seed")},
+        "content": c.content,
+        "finish_reason": c.finish_reason,
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "latency_s": c.latency_s,
+        "returned_model": c.returned_model,
+        "system_fingerprint": c.system_fingerprint,
+        "error_class": c.error_class,
+        "error_message": c.error_message,
+        "attempts": c.attempts,
+        "cached": cached,
+        "started_at": c.started_at,
+    }
+
+
+def connect(root: Path) -> Any:
+    """An in-memory DuckDB connection with a view per table of the archive (VIEWS), empty where none is stored."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    for view, pattern, schema in VIEWS:
+        if any(root.glob(pattern)):
+            glob = str(root / pattern).replace("'", "''")
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)")
+        else:
+            con.register(f"_empty_{view}", schema.empty_table())
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM _empty_{view}")
+    return con
+
+
+def read_rows(con: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Run SQL and return rows as dicts; a failing query over the archive is an ArchiveError."""
+    import duckdb
+
+    try:
+        cur = con.execute(sql, list(params))
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise ArchiveError(
+            f"reading the archive failed: {first} (was it written by another auditor version?)"
+        ) from None
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -1,0 +1,1 @@
+"""Grading stored replies: criteria applied to rows, judge calls, grader calibration and human review."""
