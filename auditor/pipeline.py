@@ -28,7 +28,7 @@ from auditor.run.execute import Endpoint, Executor, Tally
 from auditor.run.plan import plan
 from auditor.run.throttle import Budget
 from auditor.suite.load import MAX_ITEMS, load_suite
-from auditor.suite.targets import load_targets
+from auditor.suite.targets import from_public
 
 Progress = Callable[[dict[str, Tally]], None]
 
@@ -147,9 +147,7 @@ def require_judge(suite: Suite) -> None:
 
 def run_targets(run: RunDir) -> list[Target]:
     """The targets a run was started with, rebuilt from its manifest."""
-    from auditor.suite.targets import build_target
-
-    return [build_target({k: v for k, v in t.items() if v is not None}) for t in run.manifest()["targets"]]
+    return [from_public(t) for t in run.manifest()["targets"]]
 
 
 @dataclass(frozen=True)
@@ -224,13 +222,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
 
 def _helpers(manifest: dict[str, Any]) -> dict[str, Target]:
     """The attacker and judge a run was started with; adaptive attacks are scored by the judge, else the attacker."""
-    from auditor.suite.targets import build_target
-
-    found = {}
-    for role in ("attacker", "judge"):
-        if manifest.get(role):
-            found[role] = build_target({k: v for k, v in manifest[role].items() if v is not None})
-    return found
+    return {role: from_public(manifest[role]) for role in ("attacker", "judge") if manifest.get(role)}
 
 
 def _adaptive(
@@ -294,7 +286,6 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
     criteria use `judge`, else the judge the run was started with; stored judge answers are reused.
     """
     from auditor.grade.judging import grade_with_judge
-    from auditor.suite.targets import build_target
 
     manifest = run.manifest()
     if suite_path is not None:
@@ -306,7 +297,7 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
         suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
         graded = {"file": "suite.json", "source": manifest["suite"]["path"], "sha256": suite.sha256}
     if judge is None and manifest.get("judge"):
-        judge = build_target({k: v for k, v in manifest["judge"].items() if v is not None})
+        judge = from_public(manifest["judge"])
     if judge is None:
         require_judge(suite)
     targets = {t.name: t for t in run_targets(run)}
@@ -358,25 +349,6 @@ def write_report(
 ) -> list[Path]:
     """Analyse a graded run and render it."""
     return render.write(report(archive, run, baseline), out, formats, templates)
-
-
-def load_run_targets(targets_file: Path | None, entries: list[Target], select: list[str]) -> list[Target]:
-    """Combine a targets file and --target options; select by name when names are given."""
-    from auditor.errors import UnknownName
-
-    pool = load_targets(targets_file) if targets_file else []
-    chosen = list(entries)
-    by_name = {t.name: t for t in pool}
-    if select:
-        for name in select:
-            if name not in by_name:
-                raise UnknownName("target", name, by_name)
-            chosen.append(by_name[name])
-    elif not entries:
-        chosen = pool
-    if not chosen:
-        raise UsageError("no targets: give --targets FILE or --target name=...,base_url=...,model=...")
-    return chosen
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,34 @@ def test_query_unknown_table(archive: Path) -> None:
     archive.mkdir()
     line = one_error(invoke("query", "SELECT * FROM nosuchtable", "--archive", str(archive)), 2)
     assert line.startswith("error: query failed: ")
+
+
+def test_a_judge_named_as_an_audited_target_is_an_error(tmp_path: Path, suite_file: Path, archive: Path) -> None:
+    targets = write_targets(
+        tmp_path / "t.json",
+        {"name": "a", "base_url": CLOSED, "model": "m"},
+        {"name": "j", "base_url": CLOSED, "model": "m"},
+    )
+    result = invoke("run", str(suite_file), "--targets", str(targets), "--target", "j", "--judge", "j", "--archive",
+                    str(archive))  # fmt: skip
+    line = one_error(result, 2)
+    assert line == (
+        "error: target 'j' is named both as audited and as the judge or attacker: a helper model is not audited; "
+        "name another judge, or drop it from --target"
+    )
+    assert not archive.exists()
+
+
+def test_the_default_audit_leaves_out_helpers_and_classifiers(tmp_path: Path) -> None:
+    from auditor.suite.targets import choose
+
+    targets = write_targets(
+        tmp_path / "t.json",
+        {"name": "a", "base_url": CLOSED, "model": "m"},
+        {"name": "j", "base_url": CLOSED, "model": "m"},
+        {"name": "guard", "base_url": CLOSED, "model": "g", "classifier": {"type": "llama_guard"}},
+    )
+    chosen = choose(targets, judge="j")
+    assert [t.name for t in chosen.audited] == ["a"]
+    assert chosen.judge is not None and chosen.judge.name == "j"
+    assert [t.name for t in choose(targets, ("guard",)).audited] == ["guard"]  # named, so audited

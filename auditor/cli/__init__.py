@@ -14,9 +14,7 @@ from auditor.cli.console import Progress, format_rows, printable
 from auditor.cli.inputs import (
     ARCHIVE_OPTION,
     MAX_ITEMS,
-    audited_targets,
     calibrate_cmd,
-    helper_target,
     import_cmd,
     plan_cmd,
     review_cmd,
@@ -24,6 +22,7 @@ from auditor.cli.inputs import (
     validate,
 )
 from auditor.errors import AuditorError, UsageError, clip
+from auditor.suite.targets import choose
 
 ARCHIVE = ARCHIVE_OPTION
 
@@ -180,13 +179,9 @@ def run(
             "timeout_s": timeout,
             "max_retries": max_retries,
         }
-        judge = helper_target(targets_file, target_opts, judge_name)
-        attacker = helper_target(targets_file, target_opts, attacker_name, "attacker target")
-        helpers = {t.name for t in (judge, attacker) if t is not None}
-        audited = [t for t in audited_targets(targets_file, target_opts) if t.name not in helpers]
-        if not audited:
-            raise UsageError("every target given is a judge or attacker: name at least one other target to audit")
-        targets = [t.with_limits(overrides) for t in audited]
+        chosen = choose(targets_file, target_opts, judge_name, attacker_name)
+        targets = [t.with_limits(overrides) for t in chosen.audited]
+        judge, attacker = chosen.judge, chosen.attacker
         run_dir = pipeline.start_run(
             suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items)
         )
@@ -252,7 +247,8 @@ def grade(
     from auditor.archive.store import Archive
 
     run_dir = Archive.existing(archive).run(run_id)
-    rows = pipeline.grade_run(run_dir, suite_path, helper_target(targets_file, target_opts, judge_name))
+    judge = choose(targets_file, target_opts, judge=judge_name, audit=False).judge
+    rows = pipeline.grade_run(run_dir, suite_path, judge)
     counts = Counter(r["outcome"] for r in rows)
     line = (
         f"{run_dir.run_id}: {len(rows)} graded: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error"

@@ -12,36 +12,7 @@ from auditor.cli.console import format_rows, printable
 from auditor.errors import InputError, SuiteError
 from auditor.suite.labelled import FORMATS
 from auditor.suite.load import MAX_ITEMS as MAX_SUITE_ITEMS
-
-
-def helper_target(
-    targets_file: Path | None, target_opts: tuple[str, ...], name: str | None, kind: str = "judge target"
-) -> Any:
-    """The helper target (judge or attacker) named by an option, from the targets file or --target entries."""
-    from auditor.errors import UnknownName
-    from auditor.suite.targets import check_target_entries, load_targets, parse_target_option
-
-    if name is None:
-        return None
-    entries = [parse_target_option(t) for t in target_opts if "=" in t]
-    pool = (load_targets(targets_file) if targets_file else []) + (
-        check_target_entries(entries, "--target") if entries else []
-    )
-    for t in pool:
-        if t.name == name:
-            return t
-    raise UnknownName(kind, name, [t.name for t in pool])
-
-
-def audited_targets(targets_file: Path | None, target_opts: tuple[str, ...]) -> list[Any]:
-    from auditor.pipeline import load_run_targets
-    from auditor.suite.targets import check_target_entries, parse_target_option
-
-    entries = [parse_target_option(t) for t in target_opts if "=" in t]
-    names = [t for t in target_opts if "=" not in t]
-    built = check_target_entries(entries, "--target") if entries else []
-    return load_run_targets(targets_file, built, names)
-
+from auditor.suite.targets import choose
 
 ARCHIVE_OPTION = click.option(
     "--archive",
@@ -155,7 +126,7 @@ def plan_cmd(
     from auditor.suite.load import load_suite
 
     rows = []
-    targets = audited_targets(targets_file, target_opts) if targets_file or target_opts else []
+    targets = list(choose(targets_file, target_opts).audited) if targets_file or target_opts else []
     for e in pipeline.estimate(suite, targets, max_items):
         cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
         rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
@@ -290,7 +261,7 @@ def calibrate_cmd(
 
     spec = criterion_spec(criterion_text)
     lset = labelled_sets.load(labelled, fmt, measures, partial)
-    judge = helper_target(targets_file, target_opts, judge_name)
+    judge = choose(targets_file, target_opts, judge=judge_name, audit=False).judge
     cal_id, m = calibrate(archive, lset, spec, judge, pipeline.endpoints, pipeline.tool_versions())
     tp, fn, fp, tn = m.counts
     if as_json:

@@ -341,10 +341,10 @@ def _group_cells(
 
 def _judge_of(manifest: dict[str, Any]) -> Target | None:
     """The judge the run was last graded with, if any."""
-    from auditor.suite.targets import build_target
+    from auditor.suite.targets import from_public
 
     judge = manifest.get("graded_with", {}).get("judge") or manifest.get("judge")
-    return build_target({k: v for k, v in judge.items() if v is not None}) if judge else None
+    return from_public(judge) if judge else None
 
 
 def _disclosures(con: Any, run_id: str, manifest: dict[str, Any]) -> tuple[str, ...]:

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import Issue, SuiteError, UnknownName
+from auditor.errors import Issue, SuiteError, UnknownName, UsageError
 from auditor.records import Limits, Target
 from auditor.suite.files import located, raise_if, validate
 
@@ -145,3 +146,66 @@ def check_target_entries(entries: list[dict[str, Any]], source: str) -> list[Tar
     if issues:
         raise SuiteError(issues)
     return [build_target(t) for t in entries]
+
+
+def from_public(entry: dict[str, Any]) -> Target:
+    """A target as a run recorded it (Target.public() in its manifest), rebuilt."""
+    return build_target({k: v for k, v in entry.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The targets a command works with: those audited, and the helper models (judge, attacker)."""
+
+    audited: tuple[Target, ...]
+    judge: Target | None = None
+    attacker: Target | None = None
+
+
+def choose(
+    targets_file: Path | None,
+    options: tuple[str, ...] = (),
+    judge: str | None = None,
+    attacker: str | None = None,
+    audit: bool = True,
+) -> Chosen:
+    """Resolve --targets FILE, --target options (names from the file, or inline name=...,base_url=...,model=...)
+    and the --judge / --attacker names into targets.
+
+    With no names given, every entry of the file is audited except the helpers and classifier judges (which answer
+    "harmful or not", not requests). Naming a helper as an audited target is an error, not a silent drop. With
+    `audit` off (grade, calibrate) only the helpers are resolved.
+    """
+    inline = [parse_target_option(t) for t in options if "=" in t]
+    names = [t for t in options if "=" not in t]
+    pool = (load_targets(targets_file) if targets_file else []) + (
+        check_target_entries(inline, "--target") if inline else []
+    )
+    by_name = {t.name: t for t in pool}
+    helpers: dict[str, Target | None] = {}
+    for role, name in (("judge", judge), ("attacker", attacker)):
+        if name is not None and name not in by_name:
+            raise UnknownName(f"{role} target", name, by_name)
+        helpers[role] = by_name[name] if name is not None else None
+    if not audit:
+        return Chosen((), helpers["judge"], helpers["attacker"])
+    helper_names = {t.name for t in helpers.values() if t is not None}
+    for name in names:
+        if name not in by_name:
+            raise UnknownName("target", name, by_name)
+        if name in helper_names:
+            raise UsageError(f"target '{name}' is named both as audited and as the judge or attacker: a helper model "
+                             "is not audited; name another judge, or drop it from --target")  # fmt: skip
+    inline_names = {e["name"] for e in inline}
+    if names or inline:
+        defined = [t for t in pool if t.name in inline_names and t.name not in names and t.name not in helper_names]
+        chosen = [by_name[n] for n in names] + defined
+    else:
+        chosen = [t for t in pool if t.name not in helper_names and not t.classifier]
+    if not chosen:
+        raise UsageError(
+            "no targets to audit: give --targets FILE or --target name=...,base_url=...,model=..."
+            if not pool
+            else "every target given is a judge, an attacker or a classifier: name at least one other to audit"
+        )
+    return Chosen(tuple(chosen), helpers["judge"], helpers["attacker"])
