@@ -16,8 +16,9 @@ from typing import Any
 
 from auditor import __version__
 from auditor.archive import cache
-from auditor.archive.store import Archive, ResponseWriter, RunDir, now
+from auditor.archive.store import Archive, ResponseWriter, RunDir
 from auditor.archive.tables import FORMAT_VERSION
+from auditor.clock import now
 from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.grade.judging import check_judge
 from auditor.records import Suite, Target

@@ -14,14 +14,16 @@ if TYPE_CHECKING:
 Z95 = 1.959963984540054
 
 
-def wilson(passed: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion; (0, 1) when there are no trials."""
+def wilson(passed: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion, clipped to [0, 1]; (0, 1) when there are no trials.
+
+    `passed` may be fractional (expected successes, for planning sample sizes)."""
     if n <= 0:
         return 0.0, 1.0
     p = passed / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    half = z * math.sqrt(max(0.0, p * (1 - p)) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
@@ -241,15 +243,6 @@ def paired_difference(pairs: list[tuple[bool, bool]], level: float = 0.95) -> Pa
     return PairedComparison(n, p1, p2, diff, max(-1.0, low), min(1.0, high), a_only, b_only, p_value, level)
 
 
-def _wilson_float(successes: float, n: int, z: float) -> tuple[float, float]:
-    """The Wilson interval for a possibly fractional number of successes (expected counts for planning)."""
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
-
-
 def half_width(n: int, rate: float, z: float = Z95) -> float:
     """Half the width of the Wilson interval expected from n trials at an assumed pass rate.
 
@@ -270,7 +263,7 @@ def half_width(n: int, rate: float, z: float = Z95) -> float:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
     if n <= 0:
         return 0.5
-    low, high = _wilson_float(n * rate, n, z)
+    low, high = wilson(n * rate, n, z)
     return (high - low) / 2
 
 
@@ -296,7 +289,7 @@ def decidable(n: int, rate: float, threshold: float, z: float = Z95) -> bool:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
     if n <= 0:
         return False
-    low, high = _wilson_float(n * rate, n, z)
+    low, high = wilson(n * rate, n, z)
     return low >= threshold or high < threshold
 
 

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "auditor"
 # The stages in pipeline order, each with its modules upstream first: a module may import only modules listed
 # before it. Shared records, errors and maths come first; one orchestration module chains the stages; the CLI last.
 STAGES: list[tuple[str, list[str]]] = [
-    ("", ["__init__", "errors", "records", "resources", "stats", "agreement"]),
+    ("", ["__init__", "errors", "records", "clock", "resources", "stats", "agreement"]),
     ("criteria", ["registry", "rubrics", "refusal", "text", "usage", "consistency", "judge", "__init__"]),
     ("suite", ["__init__", "files", "attacks", "load", "targets", "labelled", "examples", "importers"]),
     ("archive", ["__init__", "tables", "ledger", "store", "cache"]),

@@ -11,8 +11,9 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+
+from auditor.clock import now
 
 LEDGER = "ledger.jsonl"
 MANIFEST = "manifest.json"
@@ -48,7 +49,7 @@ def record(folder: Path, path: Path, content: Path | None = None) -> str:
     entry = {
         "file": path.relative_to(folder).as_posix(),
         "sha256": file_hash(content or path),
-        "at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "at": now(),
         "prev": head(folder),
     }
     line = json.dumps(entry, sort_keys=True, separators=(",", ":"))

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +36,9 @@ from auditor.archive.tables import (
     UNSEALED_IN,
     VIEWS,
 )
+from auditor.clock import new_id
 from auditor.errors import ArchiveError, UnknownName, UsageError
 from auditor.records import Completion, WorkItem
-
-
-def now() -> str:
-    """The current UTC time as ISO 8601 with seconds."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -191,13 +185,13 @@ class Archive:
         return cls(root)
 
     def new_run(self) -> RunDir:
-        run = RunDir(self.root / "runs" / _new_id())
+        run = RunDir(self.root / "runs" / new_id())
         (run.path / "responses").mkdir(parents=True)
         return run
 
     def new_calibration(self) -> RunDir:
         """A folder for one calibration: its summary, graded items and judge calls, sealed in its own ledger."""
-        folder = RunDir(self.root / "calibrations" / _new_id())
+        folder = RunDir(self.root / "calibrations" / new_id())
         folder.path.mkdir(parents=True)
         return folder
 
@@ -221,10 +215,6 @@ class Archive:
         if len(matches) > 1:
             raise ArchiveError(f"run id prefix '{run_id}' is ambiguous: {', '.join(r.run_id for r in matches[:5])}")
         raise UnknownName("run", run_id, [r.run_id for r in runs])
-
-
-def _new_id() -> str:
-    return f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
 def write_calibration(folder: RunDir, summary: dict[str, Any], items: list[dict[str, Any]], record: Any) -> None:
@@ -320,6 +310,20 @@ def connect(root: Path) -> Any:
             con.register(f"_empty_{view}", schema.empty_table())
             con.execute(f"CREATE VIEW {view} AS SELECT * FROM _empty_{view}")
     return con
+
+
+def outcome_counts(alias: str = "") -> str:
+    """The SQL select list that counts a grades table's outcomes: passed, failed, errored, unparseable."""
+    column = f"{alias}.outcome" if alias else "outcome"
+    return ", ".join(
+        f"count(*) FILTER ({column} = '{outcome}') AS {name}"
+        for outcome, name in (
+            ("pass", "passed"),
+            ("fail", "failed"),
+            ("error", "errored"),
+            ("unparseable", "unparseable"),
+        )
+    )
 
 
 def read_rows(con: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:

@@ -380,15 +380,14 @@ def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
 @ARCHIVE
 def runs(archive: Path) -> None:
     """List runs with status and headline figures."""
-    from auditor.archive.store import Archive, connect, read_rows
+    from auditor.archive.store import Archive, connect, outcome_counts, read_rows
 
     con = connect(Archive.existing(archive).root)
     rows = read_rows(
         con,
         "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, "
         "array_to_string(r.targets, ', ') AS targets, r.planned_items AS planned, count(g.item_id) AS graded, "
-        "count(*) FILTER (g.outcome = 'pass') AS passed, count(*) FILTER (g.outcome = 'fail') AS failed, "
-        "count(*) FILTER (g.outcome = 'error') AS errored, r.started_at "
+        f"{outcome_counts('g')}, r.started_at "
         "FROM runs r LEFT JOIN grades g USING (run_id) GROUP BY ALL ORDER BY r.run_id",
     )
     if not rows:

@@ -229,7 +229,8 @@ def calibrate(
 ) -> tuple[str, Measured]:
     """Grade a labelled set with a criterion (asking `judge` where the criterion needs one), measure agreement,
     and store the calibration in the archive; returns its id and figures."""
-    from auditor.archive.store import Archive, now, write_calibration
+    from auditor.archive.store import Archive, write_calibration
+    from auditor.clock import now
     from auditor.criteria import uses_judge
     from auditor.errors import UsageError
     from auditor.grade import judging

@@ -22,7 +22,7 @@ from auditor.errors import UsageError
 from auditor.grade import rows as grade
 from auditor.records import Completion, Message, Suite, Target, WorkItem
 from auditor.run.execute import Endpoint, Executor
-from auditor.run.plan import content_hash
+from auditor.run.plan import request_hash
 
 JUDGE_PARAMS = {"temperature": 0.0, "seed": 0}
 COMPLETION_PARAMS = {"temperature": 0.0}  # the completions body: model, prompt, max_tokens, temperature
@@ -42,19 +42,10 @@ def judge_item(judge: Target, messages: tuple[Message, ...], max_tokens: int, ab
     """
     endpoint = _endpoint(judge)
     params = {**(COMPLETION_PARAMS if endpoint == "completions" else JUDGE_PARAMS), "max_tokens": max_tokens}
-    request: dict[str, Any] = {
-        "endpoint": judge.base_url,
-        "model": judge.model,
-        "messages": [[m.role, m.content] for m in messages],
-        "params": params,
-        "sample": 0,
-    }
-    if endpoint != "chat":
-        request["api"] = endpoint
-    request_hash = content_hash(request)
+    hashed = request_hash(judge, messages, params, 0, api=endpoint)
     return WorkItem(
-        item_id=request_hash,
-        request_hash=request_hash,
+        item_id=hashed,
+        request_hash=hashed,
         target=judge.name,
         challenge_id=about["challenge_id"],
         probe_id=about["probe_id"],

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from auditor.archive.store import RunDir, connect, now, read_rows
+from auditor.archive.store import RunDir, connect, read_rows
+from auditor.clock import now
 from auditor.errors import InputError, UsageError
 
 COLUMNS = (

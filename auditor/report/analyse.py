@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.archive.store import RunDir, connect, read_rows
+from auditor.archive.store import RunDir, connect, outcome_counts, read_rows
 from auditor.records import Challenge, Suite, Target
 from auditor.report import validity
 from auditor.report.compare import (
@@ -206,9 +206,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
             )
     totals = read_rows(
         con,
-        "SELECT count(*) AS graded, count(*) FILTER (outcome = 'pass') AS passed, "
-        "count(*) FILTER (outcome = 'fail') AS failed, count(*) FILTER (outcome = 'error') AS errored, "
-        "count(*) FILTER (outcome = 'unparseable') AS unparseable FROM grades WHERE run_id = ?",
+        f"SELECT count(*) AS graded, {outcome_counts()} FROM grades WHERE run_id = ?",
         rid,
     )[0]
     return Report(

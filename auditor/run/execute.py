@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from auditor.archive.store import now
+from auditor.clock import now
 from auditor.errors import EndpointError
 from auditor.records import Completion, Message, Target, WorkItem
 from auditor.run.plan import estimate_tokens

@@ -17,6 +17,31 @@ HASH_VERSION = "auditor-item/1"
 DIRECT_ATTACK = Attack(DIRECT, DIRECT, "baseline", {})
 
 
+def request_hash(
+    target: Target,
+    messages: tuple[Message, ...],
+    params: dict[str, Any],
+    sample: int,
+    turns: tuple[str, ...] = (),
+    api: str = "chat",
+) -> str:
+    """The identity of one request: endpoint, model, messages, parameters and sample index (and the scripted turns
+    and the endpoint kind where they apply). The cache, resume and de-duplication all key on it, for audited models
+    and judges alike, so it is built here only."""
+    request: dict[str, Any] = {
+        "endpoint": target.base_url,
+        "model": target.model,
+        "messages": [[m.role, m.content] for m in messages],
+        "params": params,
+        "sample": sample,
+    }
+    if turns:
+        request["turns"] = list(turns)
+    if api != "chat":
+        request["api"] = api
+    return content_hash(request)
+
+
 def content_hash(value: Any) -> str:
     """SHA-256 (first 32 hex digits) of canonical JSON with a version prefix."""
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -87,18 +112,9 @@ def _item(
     turns: tuple[str, ...],
 ) -> WorkItem:
     params = params_for(probe, target, sample)
-    request: dict[str, Any] = {
-        "endpoint": target.base_url,
-        "model": target.model,
-        "messages": [[m.role, m.content] for m in messages],
-        "params": params,
-        "sample": sample,
-    }
-    if turns:
-        request["turns"] = list(turns)
-    request_hash = content_hash(request)
+    hashed = request_hash(target, messages, params, sample, turns)
     identity: dict[str, Any] = {
-        "request": request_hash,
+        "request": hashed,
         "target": target.name,
         "challenge": challenge_id,
         "probe": probe.id,
@@ -108,7 +124,7 @@ def _item(
         identity["attack"] = attack
     return WorkItem(
         item_id=content_hash(identity),
-        request_hash=request_hash,
+        request_hash=hashed,
         target=target.name,
         challenge_id=challenge_id,
         probe_id=probe.id,
