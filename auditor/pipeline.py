@@ -16,12 +16,12 @@ from typing import Any
 
 from auditor import __version__
 from auditor.archive import cache
+from auditor.archive.manifest import Graded, Manifest, SuiteRef
 from auditor.archive.store import Archive, ResponseWriter, RunDir
-from auditor.archive.tables import FORMAT_VERSION
 from auditor.clock import now
 from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.grade.judging import check_judge
-from auditor.records import Suite, Target
+from auditor.records import Suite, Target, WorkItem
 from auditor.report import analyse, render
 from auditor.run import local
 from auditor.run.adaptive import adaptive_tasks
@@ -29,9 +29,8 @@ from auditor.run.execute import Endpoint, Executor, Tally
 from auditor.run.plan import plan
 from auditor.run.throttle import Budget
 from auditor.suite.load import MAX_ITEMS, load_suite
-from auditor.suite.targets import from_public
 
-Progress = Callable[[dict[str, Tally]], None]
+OnProgress = Callable[[dict[str, Tally]], None]
 
 
 @dataclass(frozen=True)
@@ -107,28 +106,20 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
     if options.attacker:
         planned += sum(len(adaptive_tasks(suite, t)) for t in targets)
     run.write_manifest(
-        {
-            "format_version": FORMAT_VERSION,
-            "run_id": run.run_id,
-            "label": options.label,
-            "status": "running",
-            "suite": {
-                "id": suite.id,
-                "version": suite.version,
-                "title": suite.title,
-                "path": str(suite_path),
-                "sha256": suite.sha256,
-            },
-            "targets": [t.public() for t in targets],
-            "options": {"seed": options.seed},
-            "judge": options.judge.public() if options.judge else None,
-            "attacker": options.attacker.public() if options.attacker else None,
-            "planned_items": planned,
-            "tool_versions": tool_versions(),
-            "started_at": now(),
-            "finished_at": None,
-            "argv": sys.argv[1:],
-        }
+        Manifest(
+            run_id=run.run_id,
+            status="running",
+            suite=SuiteRef(suite.id, suite.version, suite.title, str(suite_path), suite.sha256),
+            targets=tuple(targets),
+            planned_items=planned,
+            started_at=now(),
+            seed=options.seed,
+            label=options.label,
+            judge=options.judge,
+            attacker=options.attacker,
+            tool_versions=tool_versions(),
+            argv=tuple(sys.argv[1:]),
+        )
     )
     return run
 
@@ -146,18 +137,13 @@ def require_judge(suite: Suite) -> None:
         )
 
 
-def run_targets(run: RunDir) -> list[Target]:
-    """The targets a run was started with, rebuilt from its manifest."""
-    return [from_public(t) for t in run.manifest()["targets"]]
-
-
 @dataclass(frozen=True)
 class ExecOptions:
     """How to execute a run: cache use, spending cap, progress and warning callbacks."""
 
     use_cache: bool = True
     max_cost: float | None = None
-    progress: Progress | None = None
+    progress: OnProgress | None = None
     warn: Callable[[str], None] | None = None
 
 
@@ -165,88 +151,86 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     """Send every planned item of the run that has no stored response yet; store each as it arrives.
 
     Replies already in the archive for the same request (same endpoint, model, messages, parameters and
-    sample) are reused instead of sent, unless the cache is off.
+    sample) are reused instead of sent, unless the cache is off or the probe is fresh.
     """
     run.check_before_writing()
     manifest = run.manifest()
-    targets = run_targets(run)
-    archive_root = run.path.parents[1]
     done = run.done_items()
-    suite = None
-    if len(done) >= manifest["planned_items"]:
-        todo = []  # every planned item has its row: nothing to plan or send
-    else:
-        suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
-        todo = [item for item in plan(suite, targets) if item.item_id not in done]
-    helpers = _helpers(manifest)
+    suite, todo = _missing(run, manifest, done)
     writer = ResponseWriter(run)
-    reusable = [i for i in todo if not i.fresh]  # a fresh probe is always asked again
-    hits = cache.lookup(archive_root, reusable) if options.use_cache else {}
-    for item in reusable:
-        if item.request_hash in hits:
-            writer.add(item, hits[item.request_hash], cached=True)
-    todo = [item for item in todo if item.fresh or item.request_hash not in hits]
-    writer.flush()
-    if options.max_cost is not None:
-        manifest["max_cost_usd"] = options.max_cost
-    cap = manifest.get("max_cost_usd")
-    budget = Budget(float(cap), cache.spent(archive_root, run.run_id, targets)) if cap is not None else None
-    status = "interrupted"
-    manifest["status"] = "running"
-    run.write_manifest(manifest)
-    executor = None
+    reused = _reuse(run, todo, writer) if options.use_cache else set()
+    todo = [item for item in todo if item.item_id not in reused]
+    cap = options.max_cost if options.max_cost is not None else manifest.max_cost_usd
+    spent = cache.spent(run.path.parents[1], run.run_id, list(manifest.targets)) if cap is not None else 0.0
+    budget = Budget(cap, spent) if cap is not None else None
+    manifest = run.write_manifest(manifest.but(status="running", max_cost_usd=cap))
+    status, executor = "interrupted", None
     try:
-        with endpoints(targets + [h for h in helpers.values() if h.name not in {t.name for t in targets}]) as eps:
+        audited = manifest.target_names()
+        helpers = [h for h in (manifest.judge, manifest.attacker) if h is not None and h.name not in audited]
+        with endpoints(list(manifest.targets) + helpers) as eps:
             executor = Executor(
                 eps,
                 lambda item, c: writer.add(item, c, cached=False),
-                seed=manifest["options"]["seed"],
+                seed=manifest.seed,
                 budget=budget,
                 on_warning=options.warn,
             )
-            then = None
-            if suite is not None and "attacker" in helpers:
-                then = _adaptive(run, executor, suite, targets, helpers, done, writer)
+            then = _adaptive(run, executor, suite, manifest, done, writer) if suite and manifest.attacker else None
             asyncio.run(_execute_with_progress(executor, todo, options.progress, then))
         status = "capped" if executor.capped else "complete"
     finally:
         writer.flush()
-        manifest["status"] = status
-        manifest["finished_at"] = now()
-        if executor is not None:
-            manifest["identity_changes"] = manifest.get("identity_changes", []) + executor.identity_changes
-        if budget is not None:
-            manifest["spent_usd"] = round(budget.spent, 6)
-        run.write_manifest(manifest)
-    return {"sent": writer.written - len(hits), "cached": len(hits), "already_done": len(done), "status": status}
+        changes = tuple(executor.identity_changes) if executor is not None else ()
+        run.write_manifest(
+            manifest.but(
+                status=status,
+                finished_at=now(),
+                identity_changes=manifest.identity_changes + changes,
+                spent_usd=round(budget.spent, 6) if budget is not None else manifest.spent_usd,
+            )
+        )
+    sent = writer.written - len(reused)
+    return {"sent": sent, "cached": len(reused), "already_done": len(done), "status": status}
 
 
-def _helpers(manifest: dict[str, Any]) -> dict[str, Target]:
-    """The attacker and judge a run was started with; adaptive attacks are scored by the judge, else the attacker."""
-    return {role: from_public(manifest[role]) for role in ("attacker", "judge") if manifest.get(role)}
+def _missing(run: RunDir, manifest: Manifest, done: set[str]) -> tuple[Suite | None, list[WorkItem]]:
+    """The run's suite and its planned items that have no stored response yet (nothing to plan when all do)."""
+    if len(done) >= manifest.planned_items:
+        return None, []
+    suite = load_suite(run.path / "suite.json", manifest.suite.sha256)
+    return suite, [item for item in plan(suite, list(manifest.targets)) if item.item_id not in done]
+
+
+def _reuse(run: RunDir, todo: list[WorkItem], writer: ResponseWriter) -> set[str]:
+    """Store replies the archive already holds for identical requests (never for fresh probes); return the ids
+    of the items answered so."""
+    reusable = [i for i in todo if not i.fresh]
+    hits = cache.lookup(run.path.parents[1], reusable)
+    reused = [item for item in reusable if item.request_hash in hits]
+    for item in reused:
+        writer.add(item, hits[item.request_hash], cached=True)
+    writer.flush()
+    return {item.item_id for item in reused}
 
 
 def _adaptive(
-    run: RunDir,
-    executor: Executor,
-    suite: Suite,
-    targets: list[Target],
-    helpers: dict[str, Target],
-    done: set[str],
-    writer: ResponseWriter,
+    run: RunDir, executor: Executor, suite: Suite, manifest: Manifest, done: set[str], writer: ResponseWriter
 ) -> Callable[[], Awaitable[None]]:
-    """The adaptive searches (PAIR, TAP) of every audited target, to run after the static items."""
+    """The adaptive searches (PAIR, TAP) of every audited target, to run after the static items. They are scored by
+    the judge, else by the attacker (a classifier judge cannot score 1 to 10)."""
     from auditor.run.adaptive import Adaptive, Roles, run_searches
+
+    attacker, judge = manifest.attacker, manifest.judge
+    if attacker is None:
+        raise UsageError("adaptive attacks need an attacker model (auditor run --attacker NAME)")
+    scorer = judge if judge is not None and not judge.classifier else attacker
 
     async def searches() -> None:
         log = ResponseWriter(run, folder="adaptive")
-        judge = helpers.get("judge")
-        scorer = (
-            judge if judge is not None and not judge.classifier else helpers["attacker"]
-        ).name  # classifiers cannot score 1-10
         try:
-            for target in targets:
-                roles = Roles(target, helpers["attacker"].name, scorer)
+            for target in manifest.targets:
+                roles = Roles(target, attacker.name, scorer.name)
                 adaptive = Adaptive(executor, roles, lambda i, c: log.add(i, c, False))
                 await run_searches(adaptive, suite, done, lambda i, c: writer.add(i, c, cached=False))
         finally:
@@ -257,7 +241,7 @@ def _adaptive(
 
 
 async def _execute_with_progress(
-    executor: Executor, items: list[Any], progress: Progress | None, then: Callable[[], Awaitable[None]] | None = None
+    executor: Executor, items: list[Any], progress: OnProgress | None, then: Callable[[], Awaitable[None]] | None = None
 ) -> None:
     if progress is None:
         await executor.run(items)
@@ -293,45 +277,40 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
         suite = load_suite(suite_path)
         shutil.copyfile(suite_path, run.path / "graded-suite.json")
         run.seal(run.path / "graded-suite.json")
-        graded = {"file": "graded-suite.json", "source": str(suite_path), "sha256": suite.sha256}
+        file, source = "graded-suite.json", str(suite_path)
     else:
-        suite = load_suite(run.path / "suite.json", manifest["suite"]["sha256"])
-        graded = {"file": "suite.json", "source": manifest["suite"]["path"], "sha256": suite.sha256}
-    if judge is None and manifest.get("judge"):
-        judge = from_public(manifest["judge"])
+        suite = load_suite(run.path / "suite.json", manifest.suite.sha256)
+        file, source = "suite.json", manifest.suite.path
+    judge = judge or manifest.judge
     if judge is None:
         require_judge(suite)
-    targets = {t.name: t for t in run_targets(run)}
-    rows = grade_with_judge(run, suite, targets, judge, endpoints)
+    rows = grade_with_judge(run, suite, {t.name: t for t in manifest.targets}, judge, endpoints)
     run.write_grades(rows)
-    manifest = run.manifest()
-    manifest["graded_with"] = {**graded, "judge": judge.public() if judge else None, "at": now()}
-    run.write_manifest(manifest)
+    run.write_manifest(run.manifest().but(graded_with=Graded(file, source, suite.sha256, now(), judge)))
     return rows
 
 
 def graded_suite(run: RunDir) -> Suite:
     """The suite a run was last graded with."""
-    graded = run.manifest().get("graded_with", {})
-    if "file" not in graded:
-        raise ArchiveError(f"run {run.run_id} has not been graded yet: auditor grade {run.run_id}")
-    return load_suite(run.path / graded["file"], graded["sha256"])
+    graded = run.manifest().graded_with
+    if graded is None or not (run.path / "grades.parquet").is_file():
+        raise UsageError(f"run {run.run_id} has not been graded: auditor grade {run.run_id}")
+    return load_suite(run.path / graded.file, graded.sha256)
 
 
 def report(archive: Path, run: RunDir, baseline: RunDir | None = None) -> analyse.Report:
-    """Build the report object for a run, grading it (and the baseline) first if never graded.
+    """Build the report object for a graded run (and its change since a graded `baseline`). No model is called:
+    a run that was never graded is an error naming the command that grades it.
 
     Every run a report draws on is verified against its ledger first: a report never shows altered figures
     next to a seal.
     """
     for r in (run, baseline):
-        if r is not None and (
-            not (r.path / "grades.parquet").is_file() or "file" not in r.manifest().get("graded_with", {})
-        ):
-            grade_run(r)
-    for r in (run, baseline):
-        problems = r.verify().problems if r is not None else ()
-        if r is not None and problems:
+        if r is None:
+            continue
+        graded_suite(r)
+        problems = r.verify().problems
+        if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise ArchiveError(
                 f"run {r.run_id} fails verification: {problems[0]}{more}; no report is rendered from altered "

@@ -16,7 +16,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("", ["__init__", "errors", "records", "clock", "resources", "stats", "agreement"]),
     ("criteria", ["registry", "rubrics", "refusal", "text", "usage", "consistency", "judge", "__init__"]),
     ("suite", ["__init__", "files", "attacks", "load", "targets", "labelled", "examples", "importers"]),
-    ("archive", ["__init__", "tables", "ledger", "store", "cache"]),
+    ("archive", ["__init__", "tables", "manifest", "ledger", "store", "cache"]),
     ("run", ["__init__", "plan", "throttle", "wire", "serve", "execute", "adaptive", "local"]),
     ("grade", ["__init__", "rows", "judging", "calibrate", "review"]),
     ("report", ["__init__", "validity", "verdicts", "compare", "analyse", "summary", "render"]),

@@ -148,3 +148,31 @@ def test_regrading_is_recorded_not_flagged(tmp_path: Path, mini_suite: Path, ser
     assert verify(archive).exit_code == 0
     entries = [json.loads(line) for line in (run / "ledger.jsonl").read_text().splitlines()]
     assert sum(e["file"] == "grades.parquet" for e in entries) == 2  # recorded twice, the latest wins
+
+
+def test_manifest_round_trip_and_upgrade_from_format_1(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    from auditor.archive.manifest import Manifest
+    from auditor.errors import ArchiveError
+
+    archive, run = one_run(tmp_path, mini_suite, server)
+    data = json.loads((run / "manifest.json").read_text())
+    manifest = Manifest.from_json(data)
+    assert json.loads(json.dumps(manifest.to_json())) == data  # what is read is what was written
+    assert manifest.targets[0].name == "t" and manifest.graded_with is not None
+    old = {k: v for k, v in data.items() if k not in ("unsealed",)} | {"format_version": 1}
+    upgraded = Manifest.from_json(old)
+    assert upgraded.format_version == 2 and upgraded.unsealed == ("manifest.json", "run.parquet")
+    with pytest.raises(ArchiveError, match="archive format 9 is not supported by this auditor"):
+        Manifest.from_json({**data, "format_version": 9})
+
+
+def test_a_run_that_was_never_graded_is_not_reported(tmp_path: Path, mini_suite: Path) -> None:
+    archive = tmp_path / "audits"
+    closed = "name=t,base_url=http://127.0.0.1:9/v1,model=m"
+    ran = CliRunner().invoke(cli, ["run", str(mini_suite), "--target", closed, "--archive", str(archive), "--quiet"])
+    assert ran.exit_code == 1  # the endpoint cannot be reached: the run stops before grading
+    run_id = next((archive / "runs").iterdir()).name
+    out = CliRunner().invoke(cli, ["report", "latest", "--archive", str(archive), "--out", str(tmp_path / "r")])
+    assert out.exit_code == 2
+    assert out.stderr.splitlines() == [f"error: run {run_id} has not been graded: auditor grade {run_id}"]
+    assert not (tmp_path / "r").exists()

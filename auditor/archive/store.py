@@ -24,16 +24,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditor.archive import ledger
+from auditor.archive.manifest import Manifest
 from auditor.archive.tables import (
     CALIBRATIONS,
     FORMAT_VERSION,
     GRADES,
     LABELLED_GRADES,
-    READABLE,
     RESPONSES,
     REVIEWS,
     RUNS,
-    UNSEALED_IN,
     VIEWS,
 )
 from auditor.clock import new_id
@@ -71,18 +70,13 @@ class RunDir:
     def manifest_path(self) -> Path:
         return self.path / "manifest.json"
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
+        """The run's manifest, upgraded from older format versions as it is read."""
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ArchiveError(f"{self.manifest_path}: unreadable run manifest: {exc}") from None
-        version = data.get("format_version") if isinstance(data, dict) else None
-        if version not in READABLE:
-            raise ArchiveError(
-                f"{self.manifest_path}: archive format {version} is not supported by this auditor "
-                f"(format {FORMAT_VERSION}); use the auditor version that wrote it"
-            )
-        return dict(data)
+        return Manifest.from_json(data, str(self.manifest_path))
 
     def check_before_writing(self) -> None:
         """Finish writes a crash interrupted, then refuse to add to a run whose stored files fail verification."""
@@ -106,34 +100,34 @@ class RunDir:
     def verify(self) -> ledger.Verdict:
         """Check the run's stored files against its ledger and the seal in its manifest."""
         manifest = self.manifest()
-        unsealed = UNSEALED_IN.get(manifest["format_version"], ())
-        return ledger.verify(self.path, manifest.get("seal"), manifest.get("status") != "running", unsealed)
+        return ledger.verify(self.path, manifest.seal or None, manifest.status != "running", manifest.unsealed)
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest) -> Manifest:
         """Write the one-row Parquet mirror of the manifest, then the manifest carrying the ledger's head at that
-        point (its seal); both are recorded in the ledger, the manifest last, so it seals everything before it."""
-        manifest["format_version"] = FORMAT_VERSION
+        point (its seal); both are recorded in the ledger, the manifest last, so it seals everything before it.
+        Returns the manifest as written (current format, with its seal)."""
         row = {
-            "run_id": manifest["run_id"],
-            "status": manifest["status"],
-            "suite_id": manifest["suite"]["id"],
-            "suite_version": manifest["suite"]["version"],
-            "suite_sha256": manifest["suite"]["sha256"],
-            "targets": [t["name"] for t in manifest["targets"]],
-            "planned_items": manifest["planned_items"],
-            "started_at": manifest["started_at"],
-            "finished_at": manifest.get("finished_at"),
-            "label": manifest.get("label"),
+            "run_id": manifest.run_id,
+            "status": manifest.status,
+            "suite_id": manifest.suite.id,
+            "suite_version": manifest.suite.version,
+            "suite_sha256": manifest.suite.sha256,
+            "targets": manifest.target_names(),
+            "planned_items": manifest.planned_items,
+            "started_at": manifest.started_at,
+            "finished_at": manifest.finished_at,
+            "label": manifest.label,
         }
         _write_table(pa.Table.from_pylist([row], schema=RUNS), self.path / "run.parquet", self.path)
-        manifest["seal"] = ledger.head(self.path)
-        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        written = manifest.but(format_version=FORMAT_VERSION, unsealed=(), seal=ledger.head(self.path))
+        text = json.dumps(written.to_json(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
         def write(tmp: Path) -> None:
             tmp.write_text(text, encoding="utf-8")
             ledger.record(self.path, self.manifest_path, tmp)
 
         _write_atomic(self.manifest_path, write)
+        return written
 
     def response_parts(self, folder: str = "responses") -> list[Path]:
         return sorted((self.path / folder).glob("part-*.parquet"))

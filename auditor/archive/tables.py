@@ -5,8 +5,6 @@ from __future__ import annotations
 import pyarrow as pa
 
 FORMAT_VERSION = 2  # 2: the manifest and run.parquet are sealed in the ledger too
-READABLE = (1, 2)
-UNSEALED_IN = {1: ("manifest.json", "run.parquet")}  # files older formats did not record in the ledger
 _META = {b"auditor.format_version": str(FORMAT_VERSION).encode()}
 
 PARAMS = pa.struct(

@@ -353,7 +353,7 @@ def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
 
         click.echo(drift_json(found))
         return
-    if manifests[0]["suite"]["sha256"] != manifests[1]["suite"]["sha256"]:
+    if manifests[0].suite.sha256 != manifests[1].suite.sha256:
         click.echo("note: the runs used different suite files; only trials present in both are compared", err=True)
     if not found:
         raise UsageError(f"runs {a.run_id} and {b.run_id} share no graded trials (same target, probe and sample)")

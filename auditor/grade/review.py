@@ -135,10 +135,8 @@ def import_labels(archive_root: Path, run: RunDir, path: Path, reviewer: str) ->
         for i, label, note in labels
     ]  # fmt: skip
     stored = run.write_review(rows)
+    record = {"file": stored.relative_to(run.path).as_posix(), "source": str(path), "sha256": sha,
+              "reviewer": reviewer, "labels": len(rows), "at": at}  # fmt: skip
     manifest = run.manifest()
-    manifest.setdefault("reviews", []).append(
-        {"file": stored.relative_to(run.path).as_posix(), "source": str(path), "sha256": sha, "reviewer": reviewer,
-         "labels": len(rows), "at": at}
-    )  # fmt: skip
-    run.write_manifest(manifest)
+    run.write_manifest(manifest.but(reviews=(*manifest.reviews, record)))
     return len(rows), sum(graded[i] != label for i, label, _ in labels)

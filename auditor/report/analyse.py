@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from auditor.archive.manifest import Manifest
 from auditor.archive.store import RunDir, connect, outcome_counts, read_rows
 from auditor.records import Challenge, Suite, Target
 from auditor.report import validity
@@ -127,8 +128,8 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     manifest = run.manifest()
     con = connect(archive_root)
     rid = [run.run_id]
-    target_names = [t["name"] for t in manifest["targets"]]
-    judge = _judge_of(manifest)
+    target_names = manifest.target_names()
+    judge = manifest.graded_with.judge if manifest.graded_with else manifest.judge
     graded = read_rows(
         con,
         "SELECT target, challenge_id, probe_id, attack, category, item_id, outcome FROM grades WHERE run_id = ? "
@@ -140,7 +141,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     uses = validity.grader_uses(
         suite, judge, validity.by_grader(probe_graders, graded), validity.stored_calibrations(con), reviewed.labels
     )
-    seed = int(manifest["options"].get("seed", 0))
+    seed = manifest.seed
     cells = _cells(graded, seed, reviewed.labels, probe_graders, uses)
     families = {a.id: a.family for a in suite.attacks} | {"direct": "direct"}
     failing = read_rows(
@@ -212,11 +213,11 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     return Report(
         suite=suite,
         run_id=run.run_id,
-        status=manifest["status"],
-        started_at=manifest["started_at"],
-        finished_at=manifest.get("finished_at") or "",
-        tool_version=manifest["tool_versions"]["auditor"],
-        targets=tuple(_target_summary(con, run.run_id, t) for t in manifest["targets"]),
+        status=manifest.status,
+        started_at=manifest.started_at,
+        finished_at=manifest.finished_at or "",
+        tool_version=manifest.tool_versions.get("auditor", ""),
+        targets=tuple(_target_summary(con, run.run_id, t) for t in manifest.targets),
         findings=tuple(findings),
         attestations=tuple(c for c in suite.challenges if not c.measured),
         verdicts=tuple(verdicts),
@@ -229,7 +230,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
             f"The adaptive attack '{a.id}' ({a.type}) is declared but was not run: no attacker model was given "
             "(auditor run --attacker NAME)."
             for a in suite.attacks
-            if a.adaptive and not manifest.get("attacker")
+            if a.adaptive and not manifest.attacker
         ),
         pairings=tuple(pairings(con, run.run_id, target_names, {c.id: c.title for c in suite.challenges})),
         attacks=tuple(attack_rows(con, run.run_id, target_names, {a.id: a.family for a in suite.attacks})),
@@ -337,32 +338,24 @@ def _group_cells(
     return out
 
 
-def _judge_of(manifest: dict[str, Any]) -> Target | None:
-    """The judge the run was last graded with, if any."""
-    from auditor.suite.targets import from_public
-
-    judge = manifest.get("graded_with", {}).get("judge") or manifest.get("judge")
-    return from_public(judge) if judge else None
-
-
-def _disclosures(con: Any, run_id: str, manifest: dict[str, Any]) -> tuple[str, ...]:
+def _disclosures(con: Any, run_id: str, manifest: Manifest) -> tuple[str, ...]:
     """What a reader must know about how complete and how comparable the run is."""
     notes = []
     stored = read_rows(
         con, "SELECT count(*) AS n, count(*) FILTER (cached) AS cached FROM responses WHERE run_id = ?", [run_id]
     )[0]
-    planned = manifest["planned_items"]
-    if manifest["status"] == "capped":
+    planned = manifest.planned_items
+    if manifest.status == "capped":
         notes.append(
-            f"The run stopped before its cost cap of ${manifest.get('max_cost_usd', 0):.2f} "
-            f"(spent ${manifest.get('spent_usd', 0):.4f}): {stored['n']} of {planned} planned requests have replies, "
+            f"The run stopped before its cost cap of ${manifest.max_cost_usd or 0:.2f} "
+            f"(spent ${manifest.spent_usd or 0:.4f}): {stored['n']} of {planned} planned requests have replies, "
             "and the figures cover only those."
         )
-    elif manifest["status"] != "complete" or stored["n"] < planned:
-        notes.append(f"The run is {manifest['status']}: {stored['n']} of {planned} planned requests have replies.")
+    elif manifest.status != "complete" or stored["n"] < planned:
+        notes.append(f"The run is {manifest.status}: {stored['n']} of {planned} planned requests have replies.")
     if stored["cached"]:
         notes.append(f"{stored['cached']} replies were reused from earlier runs of the identical request (cache).")
-    for change in manifest.get("identity_changes", []):
+    for change in manifest.identity_changes:
         notes.append(
             f"Model identity changed during the run for {change['target']}: the endpoint reported "
             f"{change['was_model']} / {change['was_fingerprint']} first, then {change['model']} / "
@@ -371,13 +364,13 @@ def _disclosures(con: Any, run_id: str, manifest: dict[str, Any]) -> tuple[str, 
     return tuple(notes)
 
 
-def _target_summary(con: Any, run_id: str, t: dict[str, Any]) -> TargetSummary:
+def _target_summary(con: Any, run_id: str, t: Target) -> TargetSummary:
     rows = read_rows(
         con,
         "SELECT returned_model, system_fingerprint, latency_s, prompt_tokens, completion_tokens, error_class, "
         "params.temperature AS temperature, params.seed AS seed, started_at "
         "FROM responses WHERE run_id = ? AND target = ?",
-        [run_id, t["name"]],
+        [run_id, t.name],
     )
     ok = [r for r in rows if not r["error_class"]]
     latencies = [r["latency_s"] for r in ok]
@@ -385,11 +378,11 @@ def _target_summary(con: Any, run_id: str, t: dict[str, Any]) -> TargetSummary:
     seeds = sorted({r["seed"] for r in rows if r["seed"] is not None})
     times = sorted(r["started_at"] for r in rows)
     return TargetSummary(
-        name=t["name"],
-        model=t["model"],
-        base_url=t["base_url"],
-        system_prompt=t.get("system_prompt"),
-        facts=tuple(sorted(t.get("facts", {}).items())),
+        name=t.name,
+        model=t.model,
+        base_url=t.base_url,
+        system_prompt=t.system_prompt,
+        facts=tuple(sorted(t.facts)),
         returned_models=tuple(sorted({r["returned_model"] for r in ok if r["returned_model"]})),
         fingerprints=tuple(sorted({r["system_fingerprint"] for r in ok if r["system_fingerprint"]})),
         responses=len(rows),
