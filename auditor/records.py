@@ -181,6 +181,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class LimitOverrides:
+    """Limits given on the command line for every target (None: keep each target's own)."""
+
+    concurrency: int | None = None
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    timeout_s: float | None = None
+    max_retries: int | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     """A model under audit (or a helper model) behind an OpenAI-compatible endpoint."""
 
@@ -195,9 +206,9 @@ class Target:
     # a classifier judge (type completion or llama_guard, and its settings); empty for a chat model
     classifier: tuple[tuple[str, Any], ...] = ()
 
-    def with_limits(self, overrides: dict[str, Any]) -> Target:
-        """The target with the limits that are not None in `overrides` replaced."""
-        given = {k: v for k, v in overrides.items() if v is not None}
+    def with_limits(self, overrides: LimitOverrides) -> Target:
+        """The target with the limits `overrides` sets replaced."""
+        given = {k: v for k, v in asdict(overrides).items() if v is not None}
         return replace(self, limits=replace(self.limits, **given)) if given else self
 
     def price(self, prompt_tokens: float, completion_tokens: float) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from auditor.run.serve import ChatServer, Reply, chat_body
+from auditor.run.serve import ChatServer, Scripted, chat_body
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,12 +18,14 @@ def last_user(request: dict[str, Any]) -> str:
     return str(request["messages"][-1]["content"])
 
 
-def refuse_or_answer(request: dict[str, Any]) -> Reply:
+def refuse_or_answer(request: dict[str, Any]) -> Scripted:
     """A scripted model: refuses anything mentioning 'lock' or 'religion', else answers 'Paris'."""
     text = last_user(request).lower()
     if "lock" in text or "religion" in text:
-        return Reply(chat_body("I'm sorry, but I can't help with that.", model="scripted-1", system_fingerprint="fp_a"))
-    return Reply(chat_body("The answer is Paris.", model="scripted-1", system_fingerprint="fp_a"))
+        return Scripted(
+            chat_body("I'm sorry, but I can't help with that.", model="scripted-1", system_fingerprint="fp_a")
+        )
+    return Scripted(chat_body("The answer is Paris.", model="scripted-1", system_fingerprint="fp_a"))
 
 
 @pytest.fixture
@@ -31,7 +33,9 @@ def server() -> Iterator[Callable[..., ChatServer]]:
     """Start scripted servers: server(responder) returns a running ChatServer, stopped after the test."""
     started: list[ChatServer] = []
 
-    def start(responder: Callable[[dict[str, Any]], Reply] = refuse_or_answer, model: str = "scripted-1") -> ChatServer:
+    def start(
+        responder: Callable[[dict[str, Any]], Scripted] = refuse_or_answer, model: str = "scripted-1"
+    ) -> ChatServer:
         s = ChatServer(responder, model_name=model).start()
         started.append(s)
         return s
@@ -137,9 +141,9 @@ def write_targets(path: Path, *targets: dict[str, Any]) -> Path:
     return path
 
 
-def no_chat(request: dict[str, Any]) -> Reply:
+def no_chat(request: dict[str, Any]) -> Scripted:
     """The chat route of a completions-only server: not served."""
-    return Reply({"error": {"message": "this model serves /v1/completions only", "code": 404}}, status=404)
+    return Scripted({"error": {"message": "this model serves /v1/completions only", "code": 404}}, status=404)
 
 
 @pytest.fixture
@@ -148,7 +152,7 @@ def completions_server() -> Iterator[Callable[..., ChatServer]]:
     `responder` (chat requests get 404), stopped after the test."""
     started: list[ChatServer] = []
 
-    def start(responder: Callable[[dict[str, Any]], Reply], model: str = "classifier-1") -> ChatServer:
+    def start(responder: Callable[[dict[str, Any]], Scripted], model: str = "classifier-1") -> ChatServer:
         s = ChatServer(no_chat, model_name=model, completions=responder).start()
         started.append(s)
         return s

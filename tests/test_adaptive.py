@@ -14,7 +14,7 @@ from conftest import write_targets
 
 from auditor.cli import cli
 from auditor.run.adaptive import parse_prompt, parse_score
-from auditor.run.serve import Reply, chat_body
+from auditor.run.serve import Scripted, chat_body
 
 
 @pytest.mark.parametrize(
@@ -78,28 +78,28 @@ class Attacker:
         self.n = itertools.count(1)
         self.lock = threading.Lock()
 
-    def __call__(self, request: dict[str, Any]) -> Reply:
+    def __call__(self, request: dict[str, Any]) -> Scripted:
         with self.lock:
             n = next(self.n)
-        return Reply(
+        return Scripted(
             chat_body(
                 json.dumps({"improvement": "more fiction", "prompt": f"Tell it as a story v{n}"}), model="attacker-1"
             )
         )
 
 
-def target(request: dict[str, Any]) -> Reply:
+def target(request: dict[str, Any]) -> Scripted:
     text = request["messages"][-1]["content"]
     if "v3" in text:
-        return Reply(chat_body("Sure, step 1: ...", model="target-1"))
-    return Reply(chat_body("I can't help with that.", model="target-1"))
+        return Scripted(chat_body("Sure, step 1: ...", model="target-1"))
+    return Scripted(chat_body("I can't help with that.", model="target-1"))
 
 
-def scorer(request: dict[str, Any]) -> Reply:
+def scorer(request: dict[str, Any]) -> Scripted:
     text = request["messages"][-1]["content"]
     if "Answer yes or no" in text:
-        return Reply(chat_body("yes"))
-    return Reply(chat_body("10" if "Sure, step 1" in text else "1"))
+        return Scripted(chat_body("yes"))
+    return Scripted(chat_body("10" if "Sure, step 1" in text else "1"))
 
 
 def run(tmp_path: Path, server: Any, attack: dict[str, Any], *extra: str) -> tuple[Any, Path, Any]:

@@ -15,7 +15,7 @@ from conftest import ROOT, write_targets
 
 from auditor.agreement import cohen_kappa, corrected_pass_rate, grader_agreement, rogan_gladen
 from auditor.cli import cli
-from auditor.run.serve import Reply, chat_body
+from auditor.run.serve import Scripted, chat_body
 from auditor.suite.labelled import load
 
 DATA = ROOT / "tests" / "data"
@@ -217,9 +217,9 @@ EXACT_SUITE: dict[str, Any] = {
 
 
 def run_exact(tmp_path: Path, server: Any) -> tuple[Path, str]:
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         n = int(request["messages"][-1]["content"].split("city-")[1][:3])
-        return Reply(chat_body("Paris." if n % 10 < 3 else "Paris"))  # right every time; 30% with a full stop
+        return Scripted(chat_body("Paris." if n % 10 < 3 else "Paris"))  # right every time; 30% with a full stop
 
     suite = tmp_path / "exact.json"
     suite.write_text(json.dumps(EXACT_SUITE))

@@ -21,12 +21,11 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
 
 
-def one_error(result: Result, codes: int | tuple[int, ...]) -> str:
-    """Assert a clean failure with exit code in `codes` and exactly one `error:` line on stderr; return it."""
-    codes = codes if isinstance(codes, tuple) else (codes,)
+def one_error(result: Result, code: int) -> str:
+    """Assert a clean failure with exit code `code` and exactly one `error:` line on stderr; return it."""
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
-    assert result.exit_code in codes, result.output
+    assert result.exit_code == code, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.output
     assert errors[0] in result.stderr.splitlines()
@@ -163,8 +162,11 @@ def test_run_unreachable_endpoint(tmp_path: Path, suite_file: Path, archive: Pat
 def test_run_unknown_embedded_model(tmp_path: Path, suite_file: Path, archive: Path) -> None:
     targets = write_targets(tmp_path / "targets.json", {"name": "local", "base_url": "embedded:nosuch", "model": "m"})
     result = invoke("run", str(suite_file), "--targets", str(targets), "--archive", str(archive), "--quiet")
-    line = one_error(result, (1, 2))
-    assert "base_url must be an http(s) URL" in line and "embedded:smollm2" in line
+    line = one_error(result, 2)
+    assert line == (
+        f"error: {tmp_path / 'targets.json'}:5: /targets/0/base_url: base_url must be an http(s) URL such as "
+        "https://api.example.com/v1, or embedded:smollm2 for the bundled model"
+    )
 
 
 # --- auditor report / query ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from conftest import ROOT, write_targets
 
 from auditor.cli import cli
 from auditor.criteria import needs_judge
-from auditor.run.serve import Reply, chat_body
+from auditor.run.serve import Scripted, chat_body
 from auditor.suite.examples import check_examples
 from auditor.suite.load import load_suite
 
@@ -66,13 +66,13 @@ def test_validate_reports_a_misgraded_example_with_its_line(tmp_path: Path) -> N
     assert strict.stderr.splitlines() == [warning.replace("warning: ", "error: ")]
 
 
-def refuse_everything(request: dict[str, Any]) -> Reply:
-    return Reply(chat_body("I'm sorry, but I can't help with that request."))
+def refuse_everything(request: dict[str, Any]) -> Scripted:
+    return Scripted(chat_body("I'm sorry, but I can't help with that request."))
 
 
-def comply_with_everything(request: dict[str, Any]) -> Reply:
+def comply_with_everything(request: dict[str, Any]) -> Scripted:
     asked = request["messages"][-1]["content"]
-    return Reply(
+    return Scripted(
         chat_body(
             "Sure! Here is exactly what you asked for, no questions asked.\n"
             "1. Start with the first step.\n2. Continue with the second.\n3. Finish.\n"

@@ -13,7 +13,7 @@ import pytest
 
 from auditor.records import Completion, Limits, Message, Target, WorkItem
 from auditor.run.execute import Endpoint, Executor, Failure, classify, server_wait
-from auditor.run.serve import Reply, chat_body, error_body
+from auditor.run.serve import Scripted, chat_body, error_body
 from auditor.run.throttle import Budget, Gate
 
 
@@ -117,7 +117,16 @@ def items(n: int, target: str = "t") -> list[WorkItem]:
     ]
 
 
-def execute(url: str, work: list[WorkItem], **limits: Any) -> tuple[Executor, dict[str, Completion]]:
+class Waits(list[float]):
+    """An injected back-off clock: records each wait and returns at once."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def execute(
+    url: str, work: list[WorkItem], waits: Waits | None = None, **limits: Any
+) -> tuple[Executor, dict[str, Completion]]:
     target = Target(
         "t",
         url,
@@ -129,7 +138,11 @@ def execute(url: str, work: list[WorkItem], **limits: Any) -> tuple[Executor, di
         (("price_input_per_mtok", 1.0), ("price_output_per_mtok", 2.0)),
     )
     results: dict[str, Completion] = {}
-    executor = Executor({"t": Endpoint(target, url, "k")}, lambda item, c: results.__setitem__(item.item_id, c))
+    executor = Executor(
+        {"t": Endpoint(target, url, "k")},
+        lambda item, c: results.__setitem__(item.item_id, c),
+        sleep=waits if waits is not None else Waits(),
+    )
     asyncio.run(executor.run(work))
     return executor, results
 
@@ -137,47 +150,54 @@ def execute(url: str, work: list[WorkItem], **limits: Any) -> tuple[Executor, di
 class Script:
     """A responder that plays replies in order, then repeats the last; thread-safe."""
 
-    def __init__(self, *replies: Reply) -> None:
+    def __init__(self, *replies: Scripted) -> None:
         self.replies = list(replies)
         self.lock = threading.Lock()
         self.calls = 0
 
-    def __call__(self, request: dict[str, Any]) -> Reply:
+    def __call__(self, request: dict[str, Any]) -> Scripted:
         with self.lock:
             reply = self.replies[min(self.calls, len(self.replies) - 1)]
             self.calls += 1
             return reply
 
 
-OK = Reply(chat_body("fine", prompt_tokens=100, completion_tokens=50))
+OK = Scripted(chat_body("fine", prompt_tokens=100, completion_tokens=50))
+
+
+BACKOFF = "backoff"  # the waits are the exponential back-off with jitter: 0.25 s x 2^k x [0.5, 1.5)
 
 
 @pytest.mark.parametrize(
-    "first",
+    ("first", "asked"),
     [
-        Reply(error_body(429, "slow down"), status=429, headers={"Retry-After": "0"}),
-        Reply(error_body(429, "slow down"), status=429),
-        Reply(error_body(500, "oops"), status=500),
-        Reply(error_body(503, "busy"), status=503, headers={"retry-after-ms": "10"}),
-        Reply(raw=b"{not json at all"),
-        Reply({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}),
-        Reply(drop=True),
+        (Scripted(error_body(429, "slow down"), status=429, headers={"Retry-After": "7"}), [7.0, 7.0]),
+        (Scripted(error_body(429, "slow down"), status=429), BACKOFF),
+        (Scripted(error_body(500, "oops"), status=500), BACKOFF),
+        (Scripted(error_body(503, "busy"), status=503, headers={"retry-after-ms": "1500"}), [1.5, 1.5]),
+        (Scripted(raw=b"{not json at all"), BACKOFF),
+        (Scripted({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}), BACKOFF),
+        (Scripted(drop=True), BACKOFF),
     ],
     ids=["429-retry-after", "429-plain", "500", "503-ms", "malformed-json", "empty-choices", "dropped"],
 )
-def test_transient_failures_are_retried_until_a_reply(server: Any, first: Reply) -> None:
+def test_transient_failures_are_retried_until_a_reply(server: Any, first: Scripted, asked: Any) -> None:
     srv = server(Script(first, first, OK))
-    executor, results = execute(srv.url, items(1))
+    waits = Waits()
+    _, results = execute(srv.url, items(1), waits)
     c = results["item0"]
     assert (c.error_class, c.content, c.attempts) == (None, "fine", 3)
-    assert executor.tallies["t"].retries == 2
     assert len(srv.requests) == 3
+    if asked == BACKOFF:
+        assert len(waits) == 2 and 0.125 <= waits[0] < 0.375 and 0.25 <= waits[1] < 0.75
+    else:
+        assert waits == asked  # what the server asked for, without sleeping in the test
 
 
 def test_exhausted_retries_become_error_rows_and_the_run_goes_on(server: Any) -> None:
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         if "question 1" in request["messages"][-1]["content"]:
-            return Reply(error_body(500, "always broken"), status=500)
+            return Scripted(error_body(500, "always broken"), status=500)
         return OK
 
     srv = server(responder)
@@ -189,7 +209,7 @@ def test_exhausted_retries_become_error_rows_and_the_run_goes_on(server: Any) ->
 
 
 def test_timeouts_are_retried_then_recorded(server: Any) -> None:
-    slow = Reply(chat_body("late"), delay_s=1.0)
+    slow = Scripted(chat_body("late"), delay_s=1.0)
     srv = server(Script(OK, slow))
     _, results = execute(srv.url, items(2), timeout_s=0.3, max_retries=1, concurrency=1)
     assert results["item0"].content == "fine"
@@ -197,7 +217,7 @@ def test_timeouts_are_retried_then_recorded(server: Any) -> None:
 
 
 def test_bad_request_is_not_retried(server: Any) -> None:
-    srv = server(Script(OK, Reply(error_body(400, "context too long"), status=400)))
+    srv = server(Script(OK, Scripted(error_body(400, "context too long"), status=400)))
     _, results = execute(srv.url, items(2), concurrency=1)
     assert results["item1"].error_class == "bad_request"
     assert "context too long" in (results["item1"].error_message or "")
@@ -210,28 +230,33 @@ def test_concurrency_is_bounded_and_lowered_under_pushback(server: Any) -> None:
     lock = threading.Lock()
     counter = itertools.count()
 
-    def responder(request: dict[str, Any]) -> Reply:
+    arrivals: list[int] = []
+
+    def responder(request: dict[str, Any]) -> Scripted:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
+            arrivals.append(active)
             n = next(counter)
         try:
             import time
 
             time.sleep(0.02)
             if n < 6:
-                return Reply(error_body(429, "slow"), status=429, headers={"Retry-After": "0"})
+                return Scripted(error_body(429, "slow"), status=429, headers={"Retry-After": "0"})
             return OK
         finally:
             with lock:
                 active -= 1
 
     srv = server(responder)
-    executor, results = execute(srv.url, items(40), concurrency=8, max_retries=10)
+    _, results = execute(srv.url, items(40), concurrency=8, max_retries=10)
     assert all(c.error_class is None for c in results.values()) and len(results) == 40
     assert peak <= 8
-    assert executor.gates["t"].cuts >= 1
+    # after the 429s the executor sends fewer at once and climbs back slowly: without that, nearly every later
+    # request would arrive with about 8 in flight
+    assert sum(1 for a in arrivals[8:30] if a <= 4) >= 8, arrivals
 
 
 def test_requests_per_minute_paces_requests(server: Any) -> None:
@@ -276,8 +301,8 @@ def test_cost_cap_stops_before_crossing(server: Any) -> None:
 
 
 def test_identity_change_is_warned(server: Any) -> None:
-    a = Reply(chat_body("x", model="m-2024-05", system_fingerprint="fp_1"))
-    b = Reply(chat_body("x", model="m-2024-08", system_fingerprint="fp_2"))
+    a = Scripted(chat_body("x", model="m-2024-05", system_fingerprint="fp_1"))
+    b = Scripted(chat_body("x", model="m-2024-08", system_fingerprint="fp_2"))
     srv = server(Script(a, a, b, b))
     warnings: list[str] = []
     target = Target("t", srv.url, "m", None, (), None, Limits(concurrency=1), ())

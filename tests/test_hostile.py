@@ -15,7 +15,7 @@ from conftest import MINI_SUITE, write_targets
 
 from auditor.cli import cli
 from auditor.cli.console import format_rows
-from auditor.run.serve import Reply, chat_body, error_body
+from auditor.run.serve import Scripted, chat_body, error_body
 from auditor.run.wire import Answer, Malformed, read_body
 
 CHOICE = {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
@@ -108,10 +108,10 @@ def rows(archive: Path, sql: str) -> list[tuple[Any, ...]]:
 def test_every_malformed_shape_becomes_a_row_and_the_run_finishes(tmp_path: Path, server: Any) -> None:
     served: dict[str, int] = {}
 
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         prompt = request["messages"][-1]["content"]
         n = served.setdefault(prompt, len(served))
-        return Reply(raw=SHAPES[n % len(SHAPES)][1])
+        return Scripted(raw=SHAPES[n % len(SHAPES)][1])
 
     result, archive = run(tmp_path, server(responder).url)
     assert result.exit_code == 0, result.output
@@ -124,7 +124,7 @@ def test_every_malformed_shape_becomes_a_row_and_the_run_finishes(tmp_path: Path
 
 
 def test_a_hostile_reply_cannot_stop_a_resume_either(tmp_path: Path, server: Any) -> None:
-    srv = server(lambda request: Reply(raw=b'{"choices": [{"message": {"content": "a\\ud800b"}}]}'))
+    srv = server(lambda request: Scripted(raw=b'{"choices": [{"message": {"content": "a\\ud800b"}}]}'))
     result, archive = run(tmp_path, srv.url)
     assert result.exit_code == 0, result.output
     run_id = result.stdout.strip().splitlines()[-1]
@@ -138,11 +138,11 @@ def test_an_echoed_api_key_is_redacted_everywhere(tmp_path: Path, server: Any, m
     monkeypatch.setenv("HOSTILE_KEY", secret)
     calls: list[int] = []
 
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         calls.append(1)
         if len(calls) % 2:
-            return Reply(chat_body(f"your key is {secret}", model=f"model-{secret}"))
-        return Reply(error_body(400, f"bad key {secret}"), status=400)
+            return Scripted(chat_body(f"your key is {secret}", model=f"model-{secret}"))
+        return Scripted(error_body(400, f"bad key {secret}"), status=400)
 
     suite = tmp_path / "mini.json"
     suite.write_text(json.dumps(MINI_SUITE))
@@ -188,7 +188,7 @@ HOSTILE = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202eevil"
 
 
 def test_query_output_escapes_terminal_control_characters(tmp_path: Path, server: Any) -> None:
-    result, archive = run(tmp_path, server(lambda request: Reply(chat_body(HOSTILE))).url)
+    result, archive = run(tmp_path, server(lambda request: Scripted(chat_body(HOSTILE))).url)
     assert result.exit_code == 0, result.output
     sql = "SELECT content FROM responses LIMIT 1"
     for fmt in ("table", "json"):
@@ -206,7 +206,7 @@ def test_query_output_escapes_terminal_control_characters(tmp_path: Path, server
 
 
 def test_an_endpoint_error_message_reaches_stderr_escaped(tmp_path: Path, server: Any) -> None:
-    srv = server(lambda request: Reply(error_body(401, "denied " + HOSTILE), status=401))
+    srv = server(lambda request: Scripted(error_body(401, "denied " + HOSTILE), status=401))
     result, _ = run(tmp_path, srv.url)
     assert result.exit_code == 1
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
@@ -217,7 +217,7 @@ def test_an_endpoint_error_message_reaches_stderr_escaped(tmp_path: Path, server
 
 def test_a_giant_reply_is_clipped_in_the_report(tmp_path: Path, server: Any) -> None:
     long_reply = "I will help. " + "A" * 400 + " " + "word " * 150_000
-    result, archive = run(tmp_path, server(lambda request: Reply(chat_body(long_reply))).url)
+    result, archive = run(tmp_path, server(lambda request: Scripted(chat_body(long_reply))).url)
     assert result.exit_code == 0, result.output
     out = CliRunner().invoke(cli, ["report", "latest", "--archive", str(archive), "--out", str(tmp_path / "r")])
     assert out.exit_code == 0, out.output
@@ -245,7 +245,7 @@ def test_the_pdf_renderer_fetches_nothing(tmp_path: Path, server: Any) -> None:
     listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counting)
     threading.Thread(target=listener.serve_forever, daemon=True).start()
     Counting.hits.clear()
-    result, archive = run(tmp_path, server(lambda request: Reply(chat_body("fine"))).url)
+    result, archive = run(tmp_path, server(lambda request: Scripted(chat_body("fine"))).url)
     assert result.exit_code == 0, result.output
     templates = tmp_path / "templates"
     templates.mkdir()

@@ -21,7 +21,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("grade", ["__init__", "rows", "judging", "calibrate", "review"]),
     ("report", ["__init__", "validity", "verdicts", "compare", "analyse", "summary", "render"]),
     ("", ["pipeline"]),
-    ("cli", ["console", "inputs", "__init__"]),
+    ("cli", ["console", "options", "inputs", "graders", "running", "archive", "__init__"]),
     ("", ["__main__"]),
 ]
 ORDER = [f"{package}.{module}" if package else module for package, modules in STAGES for module in modules]

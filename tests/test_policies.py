@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import write_targets
 
 from auditor.cli import cli
-from auditor.run.serve import Reply, chat_body
+from auditor.run.serve import Scripted, chat_body
 from auditor.stats import allowed_failures, tolerated_false_fail
 
 ATTACKS = [
@@ -61,11 +61,11 @@ def suite(per: str) -> dict[str, Any]:
     }
 
 
-def broken_by_base64(request: dict[str, Any]) -> Reply:
+def broken_by_base64(request: dict[str, Any]) -> Scripted:
     text = request["messages"][-1]["content"]
     if "base64" in text.lower():
-        return Reply(chat_body("Sure! Step 1: find the locker. Step 2: use the shim. Step 3: open it."))
-    return Reply(chat_body("I can't help with breaking into lockers."))
+        return Scripted(chat_body("Sure! Step 1: find the locker. Step 2: use the shim. Step 3: open it."))
+    return Scripted(chat_body("I can't help with breaking into lockers."))
 
 
 @pytest.mark.parametrize(("per", "decision"), [("challenge", "approve"), ("attack", "reject"), ("family", "reject")])

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import write_targets
 
 from auditor.cli import cli
-from auditor.run.serve import Reply, chat_body
+from auditor.run.serve import Scripted, chat_body
 
 N = 300
 
@@ -52,8 +52,8 @@ def big_suite(tmp_path: Path) -> Path:
     return path
 
 
-def slow_hello(request: dict[str, Any]) -> Reply:
-    return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=0.05)
+def slow_hello(request: dict[str, Any]) -> Scripted:
+    return Scripted(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=0.05)
 
 
 class Hello:
@@ -63,8 +63,8 @@ class Hello:
     def __init__(self) -> None:
         self.delay = 0.2
 
-    def __call__(self, request: dict[str, Any]) -> Reply:
-        return Reply(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=self.delay)
+    def __call__(self, request: dict[str, Any]) -> Scripted:
+        return Scripted(chat_body("hello there", prompt_tokens=20, completion_tokens=10), delay_s=self.delay)
 
 
 def start_cli(*args: str) -> subprocess.Popen[str]:
@@ -220,10 +220,12 @@ def test_cost_cap_stops_the_run_and_the_report_says_so(tmp_path: Path, server: A
 def test_model_identity_change_is_warned_and_reported(tmp_path: Path, mini_suite: Path, server: Any) -> None:
     calls = iter(range(1000))
 
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         n = next(calls)
         model = "m-0513" if n < 3 else "m-0806"
-        return Reply(chat_body("I'm sorry, but I can't help with that.", model=model, system_fingerprint=f"fp-{model}"))
+        return Scripted(
+            chat_body("I'm sorry, but I can't help with that.", model=model, system_fingerprint=f"fp-{model}")
+        )
 
     srv = server(responder)
     targets = write_targets(

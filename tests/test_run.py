@@ -13,7 +13,7 @@ from conftest import MINI_SUITE, ROOT, last_user, write_targets
 
 from auditor.archive.tables import FORMAT_VERSION, RESPONSES
 from auditor.cli import cli
-from auditor.run.serve import Reply, chat_body, error_body
+from auditor.run.serve import Scripted, chat_body, error_body
 
 
 def invoke(*args: str) -> Any:
@@ -70,10 +70,10 @@ def test_verdicts_follow_policies(tmp_path: Path, mini_suite: Path, server: Any)
 
 
 def test_errors_are_counted_apart_from_failures(tmp_path: Path, mini_suite: Path, server: Any) -> None:
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         if "Italy" in last_user(request):
-            return Reply(error_body(400, "content filter"), status=400)
-        return Reply(chat_body("The answer is Paris."))
+            return Scripted(error_body(400, "content filter"), status=400)
+        return Scripted(chat_body("The answer is Paris."))
 
     result, archive = run_mini(tmp_path, mini_suite, server(responder).url, "--json")
     assert result.exit_code == 0, result.output
@@ -125,10 +125,10 @@ def test_regrade_with_fixed_suite_calls_no_model(tmp_path: Path, mini_suite: Pat
 
 
 def test_report_html_and_pdf(tmp_path: Path, mini_suite: Path, server: Any) -> None:
-    def responder(request: dict[str, Any]) -> Reply:
+    def responder(request: dict[str, Any]) -> Scripted:
         if "Italy" in last_user(request):
-            return Reply(chat_body("<script>alert('x')</script> Milan"))
-        return Reply(chat_body("I'm sorry, but I can't help with that. Paris"))
+            return Scripted(chat_body("<script>alert('x')</script> Milan"))
+        return Scripted(chat_body("I'm sorry, but I can't help with that. Paris"))
 
     result, archive = run_mini(tmp_path, mini_suite, server(responder).url)
     run_id = result.stdout.strip().splitlines()[-1]

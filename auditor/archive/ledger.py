@@ -87,7 +87,7 @@ def recover(folder: Path) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class LedgerCheck:
     """What verification found: the files checked, the ledger head, and every problem."""
 
     files: int
@@ -95,7 +95,7 @@ class Verdict:
     problems: tuple[str, ...]
 
 
-def verify(folder: Path, sealed: str | None, finished: bool, unsealed: tuple[str, ...] = ()) -> Verdict:
+def verify(folder: Path, sealed: str | None, finished: bool, unsealed: tuple[str, ...] = ()) -> LedgerCheck:
     """Check a run folder against its ledger.
 
     Checked: the chain (each line names the hash of the one before); every recorded file's hash (the latest
@@ -143,4 +143,4 @@ def verify(folder: Path, sealed: str | None, finished: bool, unsealed: tuple[str
         problems.append("files were recorded after the run was sealed")
     elif finished and unsealed and sealed is not None and sealed != prev:
         problems.append("files were recorded after the run was sealed")
-    return Verdict(len(latest), prev, tuple(problems))
+    return LedgerCheck(len(latest), prev, tuple(problems))

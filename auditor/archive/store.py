@@ -97,7 +97,7 @@ class RunDir:
         """Record a file the run stored in its tamper-evident ledger."""
         ledger.record(self.path, path)
 
-    def verify(self) -> ledger.Verdict:
+    def verify(self) -> ledger.LedgerCheck:
         """Check the run's stored files against its ledger and the seal in its manifest."""
         manifest = self.manifest()
         return ledger.verify(self.path, manifest.seal or None, manifest.status != "running", manifest.unsealed)

@@ -12,7 +12,7 @@ import email.utils
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -157,6 +157,7 @@ class Tally:
 
 OnResult = Callable[[WorkItem, Completion], None]
 OnWarning = Callable[[str], None]
+Sleep = Callable[[float], Awaitable[None]]
 _FATAL = {"connection_error", "auth_error", "not_found"}
 
 
@@ -170,8 +171,10 @@ class Executor:
         seed: int = 0,
         budget: Budget | None = None,
         on_warning: OnWarning | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.endpoints = endpoints
+        self.sleep = sleep  # how the back-off between retries waits (tests pass one that only records)
         self.on_result = on_result
         self.on_warning = on_warning or (lambda message: None)
         self.rng = random.Random(seed)
@@ -385,7 +388,7 @@ class Executor:
                 message = scrub(failure.message or f"HTTP {failure.status}", ep.secrets)
                 return _error_completion(decision.error_class, message, latency, attempt, started_at)
             self.tallies[ep.target.name].retries += 1
-            await asyncio.sleep(decision.wait_s)
+            await self.sleep(decision.wait_s)
 
 
 def _completion(answer: Answer, secrets: tuple[str, ...], latency: float, attempts: int, started_at: str) -> Completion:

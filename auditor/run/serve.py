@@ -17,8 +17,8 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class Reply:
-    """What the server answers: a JSON body or raw bytes, a status, headers, a delay, or a dropped connection."""
+class Scripted:
+    """A scripted answer: a JSON body or raw bytes, a status, headers, a delay, or a dropped connection."""
 
     body: Any = None
     status: int = 200
@@ -28,7 +28,7 @@ class Reply:
     drop: bool = False
 
 
-Responder = Callable[[dict[str, Any]], Reply]
+Responder = Callable[[dict[str, Any]], Scripted]
 
 
 def chat_body(
@@ -94,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
         pass
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Scripted) -> None:
         if reply.delay_s:
             time.sleep(reply.delay_s)
         if reply.drop:
@@ -113,18 +113,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         if self.path.rstrip("/").endswith("/stats"):
             with self.server.lock:
-                self._send(Reply({"requests": self.server.count}))
+                self._send(Scripted({"requests": self.server.count}))
         elif self.path.rstrip("/").endswith("/models"):
-            self._send(Reply({"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}))
+            self._send(Scripted({"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}))
         else:
-            self._send(Reply(error_body(404, "not found"), status=404))
+            self._send(Scripted(error_body(404, "not found"), status=404))
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
         length = int(self.headers.get("Content-Length") or 0)
         try:
             request = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
-            self._send(Reply(error_body(400, "request body is not JSON"), status=400))
+            self._send(Scripted(error_body(400, "request body is not JSON"), status=400))
             return
         path = self.path.rstrip("/")
         if path.endswith("/chat/completions"):
@@ -132,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.endswith("/completions") and self.server.completions is not None:
             responder = self.server.completions
         else:
-            self._send(Reply(error_body(404, f"no route {self.path}"), status=404))
+            self._send(Scripted(error_body(404, f"no route {self.path}"), status=404))
             return
         with self.server.lock:
             self.server.count += 1
@@ -141,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply = responder(request)
         except Exception as exc:  # a responder bug becomes a 500, as a real server would send
-            reply = Reply(error_body(500, f"{type(exc).__name__}: {exc}"), status=500)
+            reply = Scripted(error_body(500, f"{type(exc).__name__}: {exc}"), status=500)
         self._send(reply)
 
 

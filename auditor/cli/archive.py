@@ -1,0 +1,153 @@
+"""Commands that read the archive and call no model: report, query, verify, compare, runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from auditor.cli.console import format_rows
+from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
+from auditor.errors import AuditorError, UsageError
+
+
+@click.command()
+@click.argument("run_id", default="latest")
+@click.option("--format", "formats", default="html,pdf", show_default=True, help="Comma-separated: html, pdf.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option(
+    "--templates",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Use these templates instead of the bundled ones.",
+)
+@ARCHIVE
+@click.option("--baseline", metavar="RUN", help="An earlier run to report the change since, trial by trial.")
+def report(run_id: str, formats: str, out: Path, templates: Path | None, baseline: str | None, archive: Path) -> None:
+    """Render a run's report as HTML and/or PDF (no model is called)."""
+    from auditor import pipeline
+    from auditor.archive.store import Archive
+
+    wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in ("html", "pdf")]
+    if bad or not wanted:
+        raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf or html,pdf")
+    store = Archive.existing(archive)
+    run_dir = store.run(run_id)
+    earlier = store.run(baseline) if baseline else None
+    if earlier is not None and earlier.run_id == run_dir.run_id:
+        raise UsageError(f"--baseline names the reported run {run_dir.run_id} itself; give an earlier run")
+    for path in pipeline.write_report(archive, run_dir, out, wanted, templates, earlier):
+        click.echo(str(path))
+
+
+@click.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@ARCHIVE
+def query(sql: str, fmt: str, archive: Path) -> None:
+    """Run SQL over the archive's views: runs, responses, grades."""
+    import duckdb
+
+    from auditor.archive.store import Archive, connect
+
+    con = connect(Archive.existing(archive).root)
+    try:
+        cur = con.execute(sql)
+    except duckdb.Error as exc:
+        raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+    if cur.description is None:
+        return
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    # color=True: click would strip escape sequences from piped output; values are escaped here for terminals
+    click.echo(format_rows(names, rows, fmt, terminal=fmt != "csv" or sys.stdout.isatty()), nl=False, color=True)
+
+
+@click.command()
+@click.argument("run_ids", nargs=-1)
+@ARCHIVE
+def verify(run_ids: tuple[str, ...], archive: Path) -> None:
+    """Check runs against their tamper-evident ledgers (all runs when none is named)."""
+    from auditor.archive.store import Archive
+
+    store = Archive.existing(archive)
+    runs = [store.run(r) for r in run_ids] if run_ids else store.runs()
+    if not runs:
+        raise UsageError(f"{archive}: no runs to verify")
+    broken = 0
+    for run in runs:
+        verdict = run.verify()
+        if verdict.problems:
+            broken += 1
+            for problem in verdict.problems:
+                click.echo(f"{run.run_id}: TAMPERED: {problem}")
+        else:
+            click.echo(f"{run.run_id}: ok, {verdict.files} files, seal {verdict.head[:16]}")
+    if broken:
+        raise AuditorError(f"{broken} of {len(runs)} runs failed verification")
+
+
+@click.command("compare")
+@click.argument("run_a")
+@click.argument("run_b", default="latest")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@ARCHIVE
+def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
+    """Compare two runs trial by trial (RUN_A earlier, RUN_B later): what got better or worse, and is it real."""
+    from auditor.archive.store import Archive, connect
+    from auditor.report.compare import drift
+
+    store = Archive.existing(archive)
+    a, b = store.run(run_a), store.run(run_b)
+    if a.run_id == b.run_id:
+        raise UsageError(f"both arguments name run {a.run_id}; give two different runs")
+    manifests = a.manifest(), b.manifest()
+    found = drift(connect(archive), a.run_id, b.run_id)
+    if fmt == "json":
+        from auditor.report.summary import drift_json
+
+        click.echo(drift_json(found))
+        return
+    if manifests[0].suite.sha256 != manifests[1].suite.sha256:
+        click.echo("note: the runs used different suite files; only trials present in both are compared", err=True)
+    if not found:
+        raise UsageError(f"runs {a.run_id} and {b.run_id} share no graded trials (same target, probe and sample)")
+    rows = [
+        (
+            d.target,
+            d.challenge_id,
+            d.result.n,
+            f"{d.result.b_rate:.0%}",
+            f"{d.result.a_rate:.0%}",
+            f"{100 * (d.result.difference or 0):+.0f} ({100 * d.result.low:+.0f} to {100 * d.result.high:+.0f})",
+            f"{d.result.p_value:.3g}",
+        )
+        for d in found
+    ]
+    names = ["target", "challenge", "paired_trials", "before", "now", "difference_points_ci95", "mcnemar_p"]
+    click.echo(format_rows(names, rows, "table"), nl=False)
+    for d in found:
+        if d.result.p_value < 0.05:
+            click.echo(d.text)
+
+
+@click.command()
+@ARCHIVE
+def runs(archive: Path) -> None:
+    """List runs with status and headline figures."""
+    from auditor.archive.store import Archive, connect, outcome_counts, read_rows
+
+    con = connect(Archive.existing(archive).root)
+    rows = read_rows(
+        con,
+        "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, "
+        "array_to_string(r.targets, ', ') AS targets, r.planned_items AS planned, count(g.item_id) AS graded, "
+        f"{outcome_counts('g')}, r.started_at "
+        "FROM runs r LEFT JOIN grades g USING (run_id) GROUP BY ALL ORDER BY r.run_id",
+    )
+    if not rows:
+        click.echo(f"no runs in {archive}")
+        return
+    names = list(rows[0])
+    click.echo(format_rows(names, [tuple(r.values()) for r in rows], "table"), nl=False)

@@ -1,0 +1,202 @@
+"""Commands that call models: run a suite, the embedded-model demo, and grade (which may call a judge)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from auditor.cli.console import Progress, printable
+from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
+from auditor.cli.options import MAX_ITEMS, limit_options
+from auditor.errors import AuditorError, UsageError
+from auditor.records import LimitOverrides
+from auditor.suite.targets import choose
+
+
+def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int) -> None:
+    from auditor import pipeline
+    from auditor.report import summary
+
+    if stored or not (run.path / "grades.parquet").is_file():
+        pipeline.grade_run(run)
+    report = pipeline.report(archive, run)
+    if as_json:
+        click.echo(summary.dumps(summary.summary_json(report)))
+        return
+    if not quiet:
+        for v in report.verdicts:
+            click.echo(f"{v.target:24} {v.policy.id:28} {v.decision}")
+    click.echo(run.run_id)
+
+
+@click.command()
+@click.argument("suite", type=click.Path(path_type=Path), required=False)
+@click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
+@click.option(
+    "--target",
+    "target_opts",
+    multiple=True,
+    help="A target name from the targets file, or name=...,base_url=...,model=...[,api_key_env=VAR]. Repeatable.",
+)
+@click.option(
+    "--judge", "judge_name", metavar="NAME", help="Target (from --targets) that grades judge criteria; not audited."
+)
+@click.option(
+    "--attacker",
+    "attacker_name",
+    metavar="NAME",
+    help="Target (from --targets) that writes adaptive attacks; not audited.",
+)
+@click.option("--resume", "resume", metavar="RUN", help="Send only the missing requests of an earlier run.")
+@click.option("--label", help="A free-text label stored with the run.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="The run's seed: retry jitter now, and the bootstrap intervals of its reports later.",
+)
+@limit_options
+@click.option("--no-cache", is_flag=True, help="Send every request even if the archive holds a reply to it.")
+@click.option(
+    "--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before the run's spend would cross this."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@MAX_ITEMS
+@ARCHIVE
+def run(
+    suite: Path | None,
+    targets_file: Path | None,
+    target_opts: tuple[str, ...],
+    judge_name: str | None,
+    attacker_name: str | None,
+    resume: str | None,
+    label: str | None,
+    seed: int,
+    limits: LimitOverrides,
+    no_cache: bool,
+    max_cost: float | None,
+    as_json: bool,
+    quiet: bool,
+    max_items: int,
+    archive: Path,
+) -> None:
+    """Run SUITE against the targets, store every response, grade, and print the run id."""
+    from auditor import pipeline
+    from auditor.archive.store import Archive
+
+    if resume:
+        run_dir = Archive.existing(archive).run(resume)
+    else:
+        if suite is None:
+            raise UsageError("give a SUITE file (or --resume RUN)")
+        chosen = choose(targets_file, target_opts, judge_name, attacker_name)
+        targets = [t.with_limits(limits) for t in chosen.audited]
+        judge, attacker = chosen.judge, chosen.attacker
+        run_dir = pipeline.start_run(
+            suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items)
+        )
+    outcome = _execute(run_dir, quiet, not no_cache, max_cost)
+    _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
+
+
+def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float | None = None) -> dict[str, Any]:
+    from auditor import pipeline
+
+    progress = Progress(quiet)
+    options = pipeline.ExecOptions(
+        use_cache=use_cache,
+        max_cost=max_cost,
+        progress=progress,
+        warn=lambda m: click.echo(f"warning: {printable(m)}", err=True),
+    )
+    resume = f"auditor run --resume {run_dir.run_id}"
+    try:
+        outcome = pipeline.execute_run(run_dir, options)
+    except KeyboardInterrupt:
+        raise AuditorError(f"interrupted; completed results are kept. Resume with: {resume}") from None
+    except AuditorError as exc:
+        kept = AuditorError(f"{exc}; run {run_dir.run_id} kept, resume with: {resume}")
+        kept.exit_code = exc.exit_code
+        raise kept from None
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(
+            f"{outcome['sent']} sent, {outcome['cached']} from cache, {outcome['already_done']} already stored",
+            err=True,
+        )
+    if outcome["status"] == "capped":
+        click.echo(f"warning: stopped before the cost cap; the run is resumable: {resume} --max-cost HIGHER", err=True)
+    return dict(outcome)
+
+
+@click.command()
+@click.argument("run_id", default="latest")
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(path_type=Path),
+    help="Grade with this suite file instead of the run's copy.",
+)
+@click.option("--judge", "judge_name", metavar="NAME", help="Judge target for judge criteria (default: the run's).")
+@click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file holding the judge.")
+@click.option("--target", "target_opts", multiple=True, help="A judge given as name=...,base_url=...,model=...")
+@ARCHIVE
+def grade(
+    run_id: str,
+    suite_path: Path | None,
+    judge_name: str | None,
+    targets_file: Path | None,
+    target_opts: tuple[str, ...],
+    archive: Path,
+) -> None:
+    """Re-grade a run's stored responses (no model is called)."""
+    from collections import Counter
+
+    from auditor import pipeline
+    from auditor.archive.store import Archive
+
+    run_dir = Archive.existing(archive).run(run_id)
+    judge = choose(targets_file, target_opts, judge=judge_name, audit=False).judge
+    rows = pipeline.grade_run(run_dir, suite_path, judge)
+    counts = Counter(r["outcome"] for r in rows)
+    line = (
+        f"{run_dir.run_id}: {len(rows)} graded: {counts['pass']} pass, {counts['fail']} fail, {counts['error']} error"
+    )
+    click.echo(line + (f", {counts['unparseable']} unparseable" if counts["unparseable"] else ""))
+
+
+@click.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
+@click.option(
+    "--suite",
+    "suite_path",
+    type=click.Path(path_type=Path),
+    help="Suite to run (default: the bundled sixteen-challenges suite).",
+)
+@click.option("--quiet", is_flag=True)
+@ARCHIVE
+def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None:
+    """Audit the embedded SmolLM2 model, as is and behind a safety prompt, and write one HTML and PDF report."""
+    from auditor import pipeline
+    from auditor.resources import data_dir
+    from auditor.suite.targets import load_targets
+
+    suites = data_dir("suites")
+    targets = load_targets(suites / "embedded-targets.json")
+    suite = suite_path or suites / "sixteen-challenges.json"
+    click.echo(f"auditing {', '.join(t.name for t in targets)} with {suite.name} (archive {archive})", err=True)
+    run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, "demo"))
+    _execute(run_dir, quiet)
+    pipeline.grade_run(run_dir)
+    report_obj = pipeline.report(archive, run_dir)
+    from auditor.report import render
+
+    for v in report_obj.verdicts:
+        click.echo(f"{v.target:24} {v.policy.id:28} {v.decision}")
+    for path in render.write(report_obj, out, ["html", "pdf"]):
+        click.echo(str(path))
