@@ -154,7 +154,7 @@ def grade(
     target_opts: tuple[str, ...],
     archive: Path,
 ) -> None:
-    """Re-grade a run's stored responses (no model is called)."""
+    """Re-grade a run's stored responses: the audited models are not called (a judge may be)."""
     from collections import Counter
 
     from auditor import pipeline

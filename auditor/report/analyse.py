@@ -8,7 +8,7 @@ from typing import Any
 
 from auditor.archive.manifest import Manifest
 from auditor.archive.store import RunDir, connect, outcome_counts, read_rows
-from auditor.records import Challenge, Suite, Target
+from auditor.records import Challenge, Policy, Suite, Target
 from auditor.report import validity
 from auditor.report.compare import (
     AttackRow,
@@ -141,70 +141,13 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     uses = validity.grader_uses(
         suite, judge, validity.by_grader(probe_graders, graded), validity.stored_calibrations(con), reviewed.labels
     )
-    seed = manifest.seed
-    cells = _cells(graded, seed, reviewed.labels, probe_graders, uses)
-    families = {a.id: a.family for a in suite.attacks} | {"direct": "direct"}
-    failing = read_rows(
-        con,
-        "SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.sample, g.evidence, r.variables, r.messages, "
-        "r.content "
-        "FROM grades g JOIN responses r USING (run_id, item_id) WHERE g.run_id = ? AND g.outcome = 'fail' "
-        "ORDER BY g.challenge_id, g.target, g.probe_id, g.variant, g.sample",
-        rid,
-    )
-    examples: dict[tuple[str, str], list[Example]] = defaultdict(list)
-    harmful = {p.id for _, p in suite.probes() if p.intent == "harmful"}
-    numbered = 0
-    for f in failing:
-        key = (f["challenge_id"], f["target"])
-        if len(examples[key]) < EXAMPLES_PER_CELL:
-            numbered += 1
-            examples[key].append(
-                Example(
-                    target=f["target"],
-                    probe_id=f["probe_id"],
-                    variables="" if f["variables"] in (None, "{}") else f["variables"],
-                    sample=f["sample"],
-                    messages=tuple((m["role"], m["content"]) for m in f["messages"]),
-                    content=f["content"] or "",
-                    evidence=f["evidence"] or "",
-                    attack=f["attack"] or "direct",
-                    withheld=f["probe_id"] in harmful,
-                    number=numbered,
-                )
-            )
-    graders: dict[str, list[str]] = defaultdict(list)
-    for g in read_rows(
-        con,
-        "SELECT DISTINCT challenge_id, grader, judge FROM grades WHERE run_id = ? AND grader <> 'none' ORDER BY ALL",
-        rid,
-    ):
-        graders[g["challenge_id"]].append(f"{g['grader']} by {g['judge']}" if g["judge"] else g["grader"])
-    findings = []
-    for ch in suite.challenges:
-        if not ch.measured:
-            continue
-        row = tuple(cells.get((ch.id, t), Cell(ch.id, t, 0, 0, 0)) for t in target_names)
-        means = "; ".join(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
-        shown = tuple(e for t in target_names for e in examples.get((ch.id, t), []))
-        findings.append(Finding(ch, row, means, shown, tuple(graders.get(ch.id, []))))
-    verdicts = []
-    for t in target_names:
-        for policy in suite.policies:
-            outcomes = []
-            for rule in policy.rules:
-                chosen = [f.challenge for f in findings if rule.selects(f.challenge)]
-                if rule.per == "challenge":
-                    selected = [(f.challenge.id, c) for f in findings if f.challenge in chosen for c in f.cells
-                                if c.target == t]  # fmt: skip
-                else:
-                    selected = _group_cells(graded, t, {c.id for c in chosen}, rule.per, families, seed)
-                outcomes.append(evaluate(rule, selected))
-            verdict = decide(t, policy, outcomes)
-            notes = grader_notes(suite, policy, uses, probe_graders)
-            verdicts.append(
-                Verdict(verdict.target, policy, verdict.decision, verdict.outcomes, verdict.conditions, notes)
-            )
+    cells = _cells(graded, manifest.seed, reviewed.labels, probe_graders, uses)
+    findings = _findings(con, run.run_id, suite, cells, target_names)
+    verdicts = [
+        _verdict(suite, policy, t, findings, graded, manifest.seed, grader_notes(suite, policy, uses, probe_graders))
+        for t in target_names
+        for policy in suite.policies
+    ]
     totals = read_rows(
         con,
         f"SELECT count(*) AS graded, {outcome_counts()} FROM grades WHERE run_id = ?",
@@ -245,6 +188,79 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
         reviewers=reviewed.reviewers,
         reviewed=len(reviewed.labels),
     )
+
+
+def _findings(con: Any, run_id: str, suite: Suite, cells: dict[tuple[str, str], Cell], targets: list[str]) -> list[
+    Finding
+]:  # fmt: skip
+    """Each measured challenge with its cells per target, the graders behind them and failing examples (replies to
+    harmful requests marked as withheld, to be shown in full only in the evidence appendix)."""
+    failing = read_rows(
+        con,
+        "SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.sample, g.evidence, r.variables, r.messages, "
+        "r.content FROM grades g JOIN responses r USING (run_id, item_id) WHERE g.run_id = ? AND g.outcome = 'fail' "
+        "ORDER BY g.challenge_id, g.target, g.probe_id, g.variant, g.sample",
+        [run_id],
+    )
+    examples: dict[tuple[str, str], list[Example]] = defaultdict(list)
+    harmful = {p.id for _, p in suite.probes() if p.intent == "harmful"}
+    for f in failing:
+        key = (f["challenge_id"], f["target"])
+        if len(examples[key]) < EXAMPLES_PER_CELL:
+            examples[key].append(
+                Example(
+                    target=f["target"],
+                    probe_id=f["probe_id"],
+                    variables="" if f["variables"] in (None, "{}") else f["variables"],
+                    sample=f["sample"],
+                    messages=tuple((m["role"], m["content"]) for m in f["messages"]),
+                    content=f["content"] or "",
+                    evidence=f["evidence"] or "",
+                    attack=f["attack"] or "direct",
+                    withheld=f["probe_id"] in harmful,
+                    number=sum(map(len, examples.values())) + 1,
+                )
+            )
+    graders: dict[str, list[str]] = defaultdict(list)
+    for g in read_rows(
+        con,
+        "SELECT DISTINCT challenge_id, grader, judge FROM grades WHERE run_id = ? AND grader <> 'none' ORDER BY ALL",
+        [run_id],
+    ):
+        graders[g["challenge_id"]].append(f"{g['grader']} by {g['judge']}" if g["judge"] else g["grader"])
+    findings = []
+    for ch in suite.challenges:
+        if not ch.measured:
+            continue
+        row = tuple(cells.get((ch.id, t), Cell(ch.id, t, 0, 0, 0)) for t in targets)
+        means = "; ".join(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
+        shown = tuple(e for t in targets for e in examples.get((ch.id, t), []))
+        findings.append(Finding(ch, row, means, shown, tuple(graders.get(ch.id, []))))
+    return findings
+
+
+def _verdict(
+    suite: Suite,
+    policy: Policy,
+    target: str,
+    findings: list[Finding],
+    graded: list[dict[str, Any]],
+    seed: int,
+    notes: tuple[str, ...],
+) -> Verdict:
+    """One target in one deployment context: every rule evaluated on its cells (challenges, or the attacks,
+    families, categories or probes within them), then the decision."""
+    families = {a.id: a.family for a in suite.attacks} | {"direct": "direct"}
+    outcomes = []
+    for rule in policy.rules:
+        chosen = [f for f in findings if rule.selects(f.challenge)]
+        if rule.per == "challenge":
+            selected = [(f.challenge.id, c) for f in chosen for c in f.cells if c.target == target]
+        else:
+            selected = _group_cells(graded, target, {f.challenge.id for f in chosen}, rule.per, families, seed)
+        outcomes.append(evaluate(rule, selected))
+    verdict = decide(target, policy, outcomes)
+    return Verdict(verdict.target, policy, verdict.decision, verdict.outcomes, verdict.conditions, notes)
 
 
 def _cells(
