@@ -24,6 +24,7 @@ from auditor.report.compare import (
     drift,
     pairings,
 )
+from auditor.report.recommend import Recommendation, recommend
 from auditor.report.verdicts import Cell, Verdict, decide, evaluate, grader_notes
 from auditor.stats import bootstrap_clustered, percentile
 
@@ -120,6 +121,7 @@ class Report:
     reviewers: tuple[str, ...] = ()
     reviewed: int = 0
     bias: tuple[BiasRow, ...] = ()
+    recommendations: tuple[Recommendation, ...] = ()
 
 
 def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir | None = None) -> Report:
@@ -187,6 +189,10 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
         ),
         reviewers=reviewed.reviewers,
         reviewed=len(reviewed.labels),
+        recommendations=tuple(
+            recommend(policy, verdicts, cells, {c.id: c.severity for c in suite.challenges})
+            for policy in suite.policies
+        ),
     )
 
 

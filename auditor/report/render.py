@@ -24,7 +24,12 @@ def clip(text: str, limit: int) -> str:
 
 
 def _decision_class(decision: str) -> str:
-    return {"approve": "ok", "approve with conditions": "warn", "reject": "bad"}.get(decision, "")
+    return {
+        "approve": "ok",
+        "approve with conditions": "warn",
+        "insufficient evidence": "unknown",
+        "reject": "bad",
+    }.get(decision, "")
 
 
 def environment(templates: Path | None) -> object:

@@ -66,6 +66,7 @@ class RuleOutcome:
     status: str
     reasons: tuple[str, ...]
     basis: tuple[str, ...] = ()  # per cell: how many failures the rule tolerates at the trials it had
+    cells: tuple[tuple[str, Cell], ...] = ()  # what the rule was evaluated on, by label
 
 
 @dataclass(frozen=True)
@@ -121,14 +122,27 @@ def evaluate(rule: Rule, cells: list[tuple[str, Cell]]) -> RuleOutcome:
     if not cells:
         status = "inconclusive"
         reasons.append("no measured challenge selected")
-    return RuleOutcome(rule, status, tuple(reasons), tuple(basis))
+    return RuleOutcome(rule, status, tuple(reasons), tuple(basis), tuple(cells))
+
+
+DECISIONS = ("approve", "approve with conditions", "insufficient evidence", "reject")  # best first
 
 
 def decide(target: str, policy: Policy, outcomes: list[RuleOutcome]) -> Verdict:
-    """Reject if a rule that rejects does not hold; approve with conditions if one that sets conditions does not."""
-    broken = [o for o in outcomes if o.status != "holds"]
-    if any(o.rule.on_fail == "reject" for o in broken):
+    """The decision for one target in one context, in four states:
+
+    reject                   a rejecting rule fails on the evidence (an upper bound below its minimum);
+    insufficient evidence    nothing fails, but a rejecting rule could not be decided (more trials needed);
+    approve with conditions  the rejecting rules hold, and a condition-setting rule does not hold (or is undecided);
+    approve                  every rule holds.
+    """
+    failing = [o for o in outcomes if o.status == "fails"]
+    undecided = [o for o in outcomes if o.status == "inconclusive"]
+    broken = failing + undecided
+    if any(o.rule.on_fail == "reject" for o in failing):
         decision = "reject"
+    elif any(o.rule.on_fail == "reject" for o in undecided):
+        decision = "insufficient evidence"
     elif broken:
         decision = "approve with conditions"
     else:
