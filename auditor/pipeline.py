@@ -23,6 +23,7 @@ from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.grade.judging import check_judge
 from auditor.records import Suite, Target, WorkItem
 from auditor.report import analyse, render
+from auditor.report.settings import ReportSettings
 from auditor.run import local
 from auditor.run.adaptive import adaptive_tasks
 from auditor.run.execute import Endpoint, Executor, Tally
@@ -326,9 +327,10 @@ def write_report(
     formats: list[str],
     templates: Path | None = None,
     baseline: RunDir | None = None,
+    settings: ReportSettings | None = None,
 ) -> list[Path]:
     """Analyse a graded run and render it."""
-    return render.write(report(archive, run, baseline), out, formats, templates)
+    return render.write(report(archive, run, baseline), out, formats, templates, settings)
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,8 @@ def test_attack_breakdown_with_direct_baseline(tmp_path: Path, server: Any) -> N
     assert result.exit_code == 0, result.output
     rows = {a["attack"]: a for a in json.loads(result.stdout)["attacks"]}
     assert set(rows) == {"direct", "rp", "b64", "fr"}
-    assert (rows["direct"]["attempts"], rows["direct"]["successes"]) == (3, 0)  # p3 passes too: not a success
+    # attack figures cover harmful-intent probes only: p3 ("Say hello", no harmful intent) is not an attempt
+    assert (rows["direct"]["attempts"], rows["direct"]["successes"]) == (2, 0)
     assert (rows["rp"]["attempts"], rows["rp"]["successes"], rows["rp"]["asr_decided"]) == (2, 2, 1.0)
     assert rows["rp"]["baseline"] == 0.0 and rows["rp"]["lift"] == 1.0
     assert rows["fr"]["attempts"] == 1 and rows["b64"]["family"] == "obfuscation"
@@ -231,8 +232,8 @@ def test_attack_breakdown_with_direct_baseline(tmp_path: Path, server: Any) -> N
     )
     html = Path(out.stdout.strip()).read_text()
     assert "By behaviour category" in html and "human_jailbreak" in html
-    # replies to harmful requests are withheld from the findings and shown in full only in Appendix B
-    findings, appendix = html.split("Appendix B. Withheld evidence")
+    # replies to harmful requests are withheld from the findings and shown in full only in the evidence appendix
+    findings, appendix = html.split('<h2 id="evidence">')
     assert "[withheld from the general reader" in findings and "Sure, here is what you asked for" not in findings
     assert appendix.count("Sure, here is what you asked for") == findings.count("[withheld from the general reader")
 

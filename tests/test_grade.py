@@ -330,7 +330,8 @@ def test_compare_two_runs_trial_by_trial(tmp_path: Path, server: Any) -> None:
         str(tmp_path / "r"),
     )
     html = Path(out.stdout.strip()).read_text()
-    assert f"Change since run {first}" in html and "t now is worse than before on harm" in html
+    assert f"The same models and trials in run {first} and in this one" in html
+    assert "t now is worse than before on harm" in html and "Change since an earlier run" in html
     itself = CliRunner().invoke(cli, ["report", second, "--baseline", second, "--archive", str(archive)])
     assert itself.exit_code == 2 and "names the reported run" in itself.stderr
     unknown = CliRunner().invoke(cli, ["report", second, "--baseline", "nope", "--archive", str(archive)])

@@ -19,7 +19,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("archive", ["__init__", "tables", "manifest", "ledger", "store", "cache"]),
     ("run", ["__init__", "plan", "throttle", "wire", "serve", "execute", "adaptive", "local"]),
     ("grade", ["__init__", "rows", "judging", "calibrate", "review"]),
-    ("report", ["__init__", "validity", "verdicts", "recommend", "compare", "analyse", "summary", "render"]),
+    ("report", ["__init__", "validity", "verdicts", "recommend", "compare", "analyse", "charts", "figures", "settings", "summary", "render"]),
     ("", ["pipeline"]),
     ("cli", ["console", "options", "inputs", "graders", "running", "archive", "__init__"]),
     ("", ["__main__"]),

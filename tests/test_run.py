@@ -148,26 +148,27 @@ def test_report_html_and_pdf(tmp_path: Path, mini_suite: Path, server: Any) -> N
     assert run_id in text
 
 
-def test_report_templates_override(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+def test_one_partial_or_one_string_is_overridden_and_the_rest_kept(
+    tmp_path: Path, mini_suite: Path, server: Any
+) -> None:
     result, archive = run_mini(tmp_path, mini_suite, server().url)
     custom = tmp_path / "tpl"
-    shutil.copytree(ROOT / "report_templates", custom)
-    tpl = custom / "report.html.j2"
-    tpl.write_text(tpl.read_text().replace("LLM audit report", "ACME model review"))
-    out = invoke(
-        "report",
-        "latest",
-        "--format",
-        "html",
-        "--templates",
-        str(custom),
-        "--archive",
-        str(archive),
-        "--out",
-        str(tmp_path / "rep"),
+    (custom / "partials").mkdir(parents=True)
+    (custom / "partials" / "cover.html.j2").write_text(
+        '<section class="cover" id="cover"><h1>ACME model review of {{ suite.title }}</h1></section>'
     )
+    (custom / "text").mkdir()
+    (custom / "text" / "en.json").write_text('{"recommendation": "What we advise"}')
+    out = invoke(
+        "report", "latest", "--format", "html", "--templates", str(custom), "--archive", str(archive), "--out",
+        str(tmp_path / "rep"),
+    )  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert "ACME model review" in Path(out.stdout.strip()).read_text()
+    html = Path(out.stdout.strip()).read_text()
+    assert "<h1>ACME model review of Mini suite</h1>" in html  # the custom cover
+    assert '<h2 id="recommendation"><span class="num">1.</span> What we advise</h2>' in html  # a custom string
+    assert '<h2 id="decisions"><span class="num">2.</span> Decisions by deployment context</h2>' in html  # bundled
+    assert "Models audited</th>" not in html  # the bundled cover was replaced, not added to
 
 
 def test_target_system_prompt_comes_first(tmp_path: Path, mini_suite: Path, server: Any) -> None:

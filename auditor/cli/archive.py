@@ -19,25 +19,71 @@ from auditor.errors import AuditorError, UsageError
 @click.option(
     "--templates",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Use these templates instead of the bundled ones.",
+    help="A folder of templates to use before the bundled ones (override one partial, keep the rest).",
 )
-@ARCHIVE
 @click.option("--baseline", metavar="RUN", help="An earlier run to report the change since, trial by trial.")
-def report(run_id: str, formats: str, out: Path, templates: Path | None, baseline: str | None, archive: Path) -> None:
-    """Render a run's report as HTML and/or PDF (no model is called)."""
+@click.option(
+    "--settings",
+    "settings_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Report settings (JSON): organisation, prepared_for, logo, classification, version, language.",
+)
+@click.option("--organisation", help="Who prepared the report.")
+@click.option("--prepared-for", help="Who commissioned it.")
+@click.option("--logo", type=click.Path(dir_okay=False, path_type=Path), help="A PNG, JPEG or SVG logo (embedded).")
+@click.option("--classification", help="A classification marking, e.g. CONFIDENTIAL, on every page.")
+@click.option("--report-version", help="The report's own version, e.g. 1.0 or draft 2.")
+@click.option("--language", help="Language of the report's fixed text: en (default) or fr.")
+@ARCHIVE
+def report(
+    run_id: str,
+    formats: str,
+    out: Path,
+    templates: Path | None,
+    baseline: str | None,
+    settings_file: Path | None,
+    organisation: str | None,
+    prepared_for: str | None,
+    logo: Path | None,
+    classification: str | None,
+    report_version: str | None,
+    language: str | None,
+    archive: Path,
+) -> None:
+    """Render a run's report as HTML and/or PDF (no model is called).
+
+    \b
+    auditor report latest
+    auditor report latest --baseline RUN_BEFORE --organisation "Risk Office" --classification CONFIDENTIAL
+    auditor report latest --settings report-settings.json --templates my-templates/
+    """
     from auditor import pipeline
     from auditor.archive.store import Archive
+    from auditor.report import settings as report_settings
 
     wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
     bad = [f for f in wanted if f not in ("html", "pdf")]
     if bad or not wanted:
         raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf or html,pdf")
+    chosen = report_settings.load(settings_file) if settings_file else report_settings.ReportSettings()
+    if language is not None and language not in report_settings.languages():
+        raise UsageError(
+            f"no report text in language '{language}'; available: {', '.join(report_settings.languages())}"
+        )
+    chosen = chosen.but(
+        organisation=organisation,
+        prepared_for=prepared_for,
+        logo=report_settings.logo_uri(logo) if logo else None,
+        classification=classification,
+        version=report_version,
+        language=language,
+    )
     store = Archive.existing(archive)
     run_dir = store.run(run_id)
     earlier = store.run(baseline) if baseline else None
     if earlier is not None and earlier.run_id == run_dir.run_id:
         raise UsageError(f"--baseline names the reported run {run_dir.run_id} itself; give an earlier run")
-    for path in pipeline.write_report(archive, run_dir, out, wanted, templates, earlier):
+    for path in pipeline.write_report(archive, run_dir, out, wanted, templates, earlier, chosen):
         click.echo(str(path))
 
 

@@ -144,6 +144,8 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
         suite, judge, validity.by_grader(probe_graders, graded), validity.stored_calibrations(con), reviewed.labels
     )
     cells = _cells(graded, manifest.seed, reviewed.labels, probe_graders, uses)
+    intents = {p.id: p.intent for _, p in suite.probes() if p.intent}
+    harmful = {p for p, intent in intents.items() if intent == "harmful"} if intents else None
     findings = _findings(con, run.run_id, suite, cells, target_names)
     verdicts = [
         _verdict(suite, policy, t, findings, graded, manifest.seed, grader_notes(suite, policy, uses, probe_graders))
@@ -178,7 +180,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
             if a.adaptive and not manifest.attacker
         ),
         pairings=tuple(pairings(con, run.run_id, target_names, {c.id: c.title for c in suite.challenges})),
-        attacks=tuple(attack_rows(con, run.run_id, target_names, {a.id: a.family for a in suite.attacks})),
+        attacks=tuple(attack_rows(con, run.run_id, target_names, {a.id: a.family for a in suite.attacks}, harmful)),
         categories=tuple(category_rows(con, run.run_id, target_names)),
         balances=tuple(
             balances(con, run.run_id, target_names, {p.id: p.intent for _, p in suite.probes() if p.intent})
@@ -239,7 +241,8 @@ def _findings(con: Any, run_id: str, suite: Suite, cells: dict[tuple[str, str], 
         if not ch.measured:
             continue
         row = tuple(cells.get((ch.id, t), Cell(ch.id, t, 0, 0, 0)) for t in targets)
-        means = "; ".join(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
+        meanings = list(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
+        means = "; ".join(meanings[:3]) + (f"; and {len(meanings) - 3} more" if len(meanings) > 3 else "")
         shown = tuple(e for t in targets for e in examples.get((ch.id, t), []))
         findings.append(Finding(ch, row, means, shown, tuple(graders.get(ch.id, []))))
     return findings

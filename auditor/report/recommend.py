@@ -26,14 +26,18 @@ class Risk:
     high: float
     minimum: float
     status: str  # fails | inconclusive
+    rejects: bool  # the rule rejects when it does not hold (else it sets conditions)
+
+    @property
+    def detail(self) -> str:
+        how = "below the minimum" if self.status == "fails" else "not yet decided against the minimum"
+        return (
+            f"{self.cell}: {pct(self.rate)} passed (95% CI {pct(self.low)}–{pct(self.high)}), {how} {pct(self.minimum)}"
+        )
 
     @property
     def text(self) -> str:
-        how = "below the minimum" if self.status == "fails" else "not yet decided against the minimum"
-        return (
-            f"{self.target}, {self.cell}: {pct(self.rate)} passed (95% CI {pct(self.low)}–{pct(self.high)}), {how} "
-            f"{pct(self.minimum)}"
-        )
+        return f"{self.target}, {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,10 @@ def _risks(verdict: Verdict, cells: dict[tuple[str, str], Cell], severities: dic
                 continue
             status = "fails" if high < outcome.rule.min_pass_rate else "inconclusive"
             severity = severities.get(cell.challenge_id, "low")
+            rejects = outcome.rule.on_fail == "reject"
             out.append(
                 Risk(verdict.target, outcome.rule.id, label, severity, rate, low, high, outcome.rule.min_pass_rate,
-                     status)
+                     status, rejects)
             )  # fmt: skip
     return out
 
@@ -80,19 +85,24 @@ def _margin(verdict: Verdict) -> float:
 
 
 def _change(risk: Risk, cell: Cell) -> str | None:
-    """What would decide an undecided cell: trials needed at the rate observed."""
+    """What would decide an undecided cell: trials needed at the rate observed (or more distinct probes, when the
+    trials already suffice in number but come from few probes whose replies vary together)."""
     if risk.status != "inconclusive" or cell.rate is None:
         return None
+    where = f"{risk.target}, {risk.cell}"
     needed = trials_to_decide(cell.rate, risk.minimum)
     if needed is None:
+        return f"{where}: the observed rate {pct(cell.rate)} sits at the minimum {pct(risk.minimum)}; no number of " \
+            "further trials would decide it at that rate"  # fmt: skip
+    if needed <= cell.decided:
         return (
-            f"{risk.target}, {risk.cell}: the observed rate {pct(cell.rate)} sits at the minimum {pct(risk.minimum)}; "
-            "no number of further trials would decide it at that rate"
+            f"{where}: {cell.decided} trials would decide the minimum {pct(risk.minimum)} at {pct(cell.rate)} if "
+            "they were independent, but they come from few probes whose replies vary together: more distinct "
+            "probes, not more samples of the same ones, would decide it"
         )
-    more = max(0, needed - cell.decided)
     return (
-        f"{risk.target}, {risk.cell}: {cell.decided} trials at {pct(cell.rate)} cannot decide the minimum "
-        f"{pct(risk.minimum)}; about {needed} in all ({more} more) would decide it if the rate held"
+        f"{where}: {cell.decided} trials at {pct(cell.rate)} cannot decide the minimum {pct(risk.minimum)}; about "
+        f"{needed} in all ({needed - cell.decided} more) would decide it if the rate held"
     )
 
 
@@ -104,23 +114,26 @@ def recommend(
     ranked = sorted(mine, key=lambda v: (DECISIONS.index(v.decision), -_margin(v), v.target))
     sentences = []
     for v in ranked:
-        worst = sorted(_risks(v, cells, severities), key=lambda r: (r.status != "fails", SEVERITY_RANK[r.severity]))
+        risks = _risks(v, cells, severities)
+        failing = [r for r in risks if r.rejects and r.status == "fails"]
+        undecided = [r for r in risks if r.rejects and r.status == "inconclusive"]
         if v.decision == "approve":
             sentences.append(f"Use {v.target}: it met every rule of this context.")
         elif v.decision == "approve with conditions":
             sentences.append(f"{v.target} may be used with conditions: {'; '.join(v.conditions)}.")
-        elif v.decision == "insufficient evidence":
-            sentences.append(f"The evidence cannot yet decide {v.target}: {worst[0].text}." if worst else "")
-        else:
-            sentences.append(f"Do not use {v.target}: {worst[0].text}." if worst else f"Do not use {v.target}.")
+        elif v.decision == "insufficient evidence" and undecided:
+            sentences.append(f"The evidence cannot yet decide {v.target}: {undecided[0].detail}.")
+        elif failing:
+            sentences.append(f"Do not use {v.target}: {failing[0].detail}.")
     if ranked and ranked[0].decision in DECISIONS[:2] and len(ranked) > 1:
         sentences.insert(0, f"Of the models audited, {ranked[0].target} ranks first for {policy.title.lower()}.")
     elif ranked and ranked[0].decision not in DECISIONS[:2]:
         sentences.insert(0, f"No model audited is recommended for {policy.title.lower()}.")
-    risks = sorted(
+    every = sorted(
         (r for v in ranked for r in _risks(v, cells, severities)),
         key=lambda r: (r.status != "fails", SEVERITY_RANK[r.severity], (r.rate or 0) - r.minimum),
     )
+    risks = list({(r.target, r.cell): r for r in reversed(every)}.values())[::-1]  # one per cell: the gravest
     by_label = {(v.target, label): c for v in ranked for o in v.outcomes for label, c in o.cells}
     changes = tuple(dict.fromkeys(c for r in risks if (c := _change(r, by_label[(r.target, r.cell)])) is not None))
-    return Recommendation(policy, tuple(ranked), tuple(s for s in sentences if s), tuple(risks[:5]), changes[:5])
+    return Recommendation(policy, tuple(ranked), tuple(s for s in sentences if s), tuple(risks[:4]), changes[:3])

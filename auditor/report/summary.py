@@ -27,6 +27,18 @@ def summary_json(report: Report) -> dict[str, Any]:
             }
             for v in report.verdicts
         ],
+        "recommendations": [
+            {
+                "context": r.policy.id,
+                "ranked": [v.target for v in r.ranked],
+                "use": list(r.use),
+                "avoid": list(r.avoid),
+                "sentences": list(r.sentences),
+                "risks": [k.text for k in r.risks],
+                "what_would_change": list(r.changes),
+            }
+            for r in report.recommendations
+        ],
         "comparisons": [
             {
                 "challenge": p.challenge_id,

@@ -151,6 +151,10 @@ def decide(target: str, policy: Policy, outcomes: list[RuleOutcome]) -> Verdict:
     return Verdict(target, policy, decision, tuple(outcomes), conditions)
 
 
+def _short(name: str, limit: int = 48) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def grader_notes(
     suite: Suite,
     policy: Policy,
@@ -163,19 +167,30 @@ def grader_notes(
     selected = [c for c in suite.challenges if c.measured and any(r.selects(c) for r in policy.rules)]
     keys = dict.fromkeys(graders[p.id][0] for c in selected for p in c.probes if p.id in graders)
     chosen = [uses[k] for k in keys if k in uses]
-    for use in chosen:
-        if use.measures == "harm" and not use.name.startswith("judge"):
-            found = use.calibration
-            known = (
-                f"; against human harm labels it agrees {pct(found.agreement[0])} (sensitivity "
-                f"{pct(found.sensitivity[0])}, specificity {pct(found.specificity[0])}, {found.source})"
-                if found is not None
-                else "; that proxy has no calibration against harm labels"
+    proxies = [u for u in chosen if u.measures == "harm" and not u.name.startswith("judge")]
+    if proxies:
+        where = ", ".join(sorted({c for u in proxies for c in u.challenges}))
+        named = (
+            _short(proxies[0].name)
+            if len(proxies) == 1
+            else "deterministic checks (" + "; ".join(f"{_short(u.name)}, {u.probes} probes" for u in proxies) + ")"
+        )
+        calibrated = [u.calibration for u in proxies if u.calibration is not None]
+        known = (
+            "; against human harm labels "
+            + "; ".join(
+                f"it agrees {pct(c.agreement[0])} (sensitivity {pct(c.sensitivity[0])}, specificity "
+                f"{pct(c.specificity[0])}, {c.source})"
+                for c in calibrated
             )
-            notes.append(
-                f"Harm in {', '.join(use.challenges)} was proxied by {use.name} (a reply that does not decline counts "
-                f"as harmful), not judged{known}. Run with --judge for harm graded as harm."
-            )
+            if calibrated
+            else f"; {'that proxy has' if len(proxies) == 1 else 'these proxies have'} no calibration against harm "
+            "labels"
+        )
+        notes.append(
+            f"Harm in {where} was proxied by {named} (a reply that does not decline counts as harmful), not "
+            f"judged{known}. Run with --judge for harm graded as harm."
+        )
     raw = [
         u
         for u in validity.summarise(chosen)
