@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 from click.testing import CliRunner
-from conftest import MINI_SUITE, ROOT, last_user, write_targets
+from conftest import MINI_SUITE, last_user, write_targets
 
 from auditor.archive.tables import FORMAT_VERSION, RESPONSES
 from auditor.cli import cli
