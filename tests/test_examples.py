@@ -17,7 +17,11 @@ from auditor.run.serve import Scripted, chat_body
 from auditor.suite.examples import check_examples
 from auditor.suite.load import load_suite
 
-SUITES = sorted(p.name for p in (ROOT / "suites").glob("*.json") if "challenges" in json.loads(p.read_text()))
+SUITES = sorted(
+    str(p.relative_to(ROOT / "suites"))
+    for p in [*(ROOT / "suites").glob("*.json"), *(ROOT / "suites" / "starters").glob("*.json")]
+    if "challenges" in json.loads(p.read_text())
+)
 
 
 @pytest.mark.parametrize("name", SUITES)

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "auditor"
 STAGES: list[tuple[str, list[str]]] = [
     ("", ["__init__", "errors", "records", "clock", "resources", "stats", "agreement"]),
     ("criteria", ["registry", "rubrics", "refusal", "text", "usage", "consistency", "judge", "__init__"]),
-    ("suite", ["__init__", "files", "attacks", "load", "targets", "labelled", "examples", "importers"]),
+    ("suite", ["__init__", "files", "attacks", "load", "bundled", "targets", "labelled", "examples", "importers"]),
     ("archive", ["__init__", "tables", "manifest", "ledger", "store", "cache"]),
     ("run", ["__init__", "plan", "throttle", "wire", "serve", "execute", "adaptive", "local"]),
     ("grade", ["__init__", "rows", "judging", "calibrate", "review"]),

@@ -466,7 +466,7 @@ def test_validate_missing_file_is_one_clear_error(tmp_path: Path) -> None:
 
 # --- bundled files and schemas ---------------------------------------------------------------
 
-BUNDLED = sorted((ROOT / "suites").glob("*.json"))
+BUNDLED = sorted([*(ROOT / "suites").glob("*.json"), *(ROOT / "suites" / "starters").glob("*.json")])
 
 
 def test_bundled_files_are_found() -> None:

@@ -47,6 +47,9 @@ class AuditorGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             code = exc.exit_code
+        except AuditorError as exc:  # raised while parsing arguments (a suite name that is no file)
+            CommandFailure(exc).show()
+            code = exc.exit_code
         except click.Abort:
             click.echo("error: aborted", err=True)
             code = 1

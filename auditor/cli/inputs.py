@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from auditor.cli.console import format_rows, printable
-from auditor.cli.options import MAX_ITEMS
+from auditor.cli.options import MAX_ITEMS, SUITE
 from auditor.errors import InputError, SuiteError
 from auditor.suite.targets import choose
 
@@ -88,7 +88,7 @@ def schema(kind: str) -> None:
 
 
 @click.command("plan")
-@click.argument("suite", type=click.Path(path_type=Path))
+@click.argument("suite", type=SUITE)
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
 @click.option("--target", "target_opts", multiple=True, help="As for `auditor run`.")
 @click.option(

@@ -56,3 +56,17 @@ def limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_LIMITS):
         wrapper = option(wrapper)
     return wrapper
+
+
+class SuiteArgument(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A suite file, or the name of a bundled suite (auditor suites lists them)."""
+
+    name = "SUITE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        from auditor.suite.bundled import resolve
+
+        return value if isinstance(value, Path) else resolve(value)
+
+
+SUITE = SuiteArgument()

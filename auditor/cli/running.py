@@ -9,7 +9,7 @@ import click
 
 from auditor.cli.console import Progress, printable
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
-from auditor.cli.options import MAX_ITEMS, limit_options
+from auditor.cli.options import MAX_ITEMS, SUITE, limit_options
 from auditor.errors import AuditorError, UsageError
 from auditor.records import LimitOverrides
 from auditor.suite.targets import choose
@@ -32,7 +32,7 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
 
 
 @click.command()
-@click.argument("suite", type=click.Path(path_type=Path), required=False)
+@click.argument("suite", type=SUITE, required=False)
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
 @click.option(
     "--target",
@@ -175,8 +175,8 @@ def grade(
 @click.option(
     "--suite",
     "suite_path",
-    type=click.Path(path_type=Path),
-    help="Suite to run (default: the bundled sixteen-challenges suite).",
+    type=SUITE,
+    help="Suite file or bundled suite name to run (default: sixteen-challenges).",
 )
 @click.option("--quiet", is_flag=True)
 @ARCHIVE
