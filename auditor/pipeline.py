@@ -21,15 +21,16 @@ from auditor.archive.store import Archive, ResponseWriter, RunDir
 from auditor.clock import now
 from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.grade.judging import check_judge
-from auditor.records import Suite, Target, WorkItem
+from auditor.records import Attack, Probe, Suite, Target, WorkItem
 from auditor.report import analyse, render
 from auditor.report.settings import ReportSettings
 from auditor.run import local
 from auditor.run.adaptive import adaptive_tasks
-from auditor.run.execute import Endpoint, Executor, Tally
-from auditor.run.plan import plan
+from auditor.run.endpoint import NO_KEY, Endpoint
+from auditor.run.execute import Executor, Tally
+from auditor.run.plan import Latency, PlanEstimate, Search, plan
 from auditor.run.throttle import Budget
-from auditor.suite.load import MAX_ITEMS, load_suite
+from auditor.suite.load import MAX_ITEMS, load_suite, variants
 
 OnProgress = Callable[[dict[str, Tally]], None]
 
@@ -56,19 +57,20 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def check_keys(targets: list[Target]) -> dict[str, str]:
-    """The API key for each target, read from its environment variable; one clear error if one is missing."""
+def _secret(t: Target, variable: str, what: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"target '{t.name}' needs {what} in the environment variable {variable}, which is not set")
+    return value
+
+
+def check_keys(targets: list[Target]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each target's API key and secret headers, read from the environment; one clear error if one is missing."""
     keys = {}
     for t in targets:
-        if t.api_key_env:
-            value = os.environ.get(t.api_key_env)
-            if not value:
-                raise ConfigError(
-                    f"target '{t.name}' needs an API key in the environment variable {t.api_key_env}, which is not set"
-                )
-            keys[t.name] = value
-        else:
-            keys[t.name] = "not-needed"
+        key = _secret(t, t.api_key_env, "an API key") if t.api_key_env else NO_KEY
+        headers = {name: _secret(t, variable, f"header {name}") for name, variable in t.headers_env}
+        keys[t.name] = (key, headers)
     return keys
 
 
@@ -86,7 +88,8 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
                 if name not in served:
                     served[name] = stack.enter_context(local.serve(name))
                 url = served[name]
-            result[t.name] = Endpoint(t, url, keys[t.name])
+            key, secret_headers = keys[t.name]
+            result[t.name] = Endpoint(t, url, key, tuple(sorted(secret_headers.items())))
         yield result
 
 
@@ -333,34 +336,91 @@ def write_report(
     return render.write(report(archive, run, baseline), out, formats, templates, settings)
 
 
-@dataclass(frozen=True)
-class Estimate:
-    """What a suite will ask of one target before anything is sent."""
-
-    target: str
-    requests: int
-    prompt_tokens: int
-    max_completion_tokens: int
-    max_cost_usd: float
-    priced: bool
+ASSUMED_LATENCY_S = 2.0  # per request to a remote endpoint no earlier run in the archive measured
+ASSUMED_LOCAL_LATENCY_S = 3.0  # the embedded model, whose speed depends on the machine
 
 
-def estimate(suite_path: Path, targets: list[Target], max_items: int = MAX_ITEMS) -> list[Estimate]:
-    """Requests, estimated prompt tokens, completion ceilings and the cost ceiling per target."""
-    from auditor.run.plan import estimate_tokens
+def estimate(
+    suite_path: Path,
+    targets: list[Target],
+    max_items: int = MAX_ITEMS,
+    judge: Target | None = None,
+    attacker: Target | None = None,
+    archive: Path | None = None,
+) -> PlanEstimate:
+    """What a run of the suite would send, cost at most and take, per target and for the judge and the attacker.
+
+    Judge calls are counted as grading makes them, adaptive searches at their loops' maximum, and time from each
+    model's median latency in the archive's earlier runs against the same endpoint and model, else an assumed one.
+    """
+    from auditor.run.plan import estimate_run
 
     suite = load_suite(suite_path, max_items=max_items)
-    totals = {t.name: [0, 0, 0] for t in targets}
-    for item in plan(suite, targets):
-        prompt, ceiling = estimate_tokens(item)
-        row = totals[item.target]
-        row[0] += 1
-        row[1] += prompt
-        row[2] += ceiling
-    out = []
-    for t in targets:
-        n, p, c = totals[t.name]
-        facts = dict(t.facts)
-        priced = "price_input_per_mtok" in facts or "price_output_per_mtok" in facts
-        out.append(Estimate(t.name, n, p, c, t.price(p, c), priced))
-    return out
+    check_judge(suite, judge)
+    searches = {t.name: [_search(t, *task[:4]) for task in adaptive_tasks(suite, t)] for t in targets}
+    models = targets + [h for h in (judge, attacker) if h is not None]
+    return estimate_run(suite, targets, (judge, attacker), searches, _latencies(archive, models))
+
+
+def _search(target: Target, challenge_id: str, probe: Probe, attack: Attack, sample: int) -> Search:
+    """The most one adaptive search sends, by the loops of auditor.run.adaptive: every attacker answer parsed (in
+    TAP, on topic) and at its 512-token ceiling; no reply reaching the success score; the query cap binding target
+    queries only. Scoring calls answer in 8 tokens, topic checks in 4."""
+    from auditor.records import Message as M
+    from auditor.run import adaptive as a
+    from auditor.run.plan import Calls, SearchCalls, messages_for, params_for, stand_in
+    from auditor.run.plan import message_tokens as tokens
+
+    spec = attack.spec
+    if attack.type == "pair":
+        rounds, streams = int(spec.get("rounds", 3)), int(spec.get("streams", 1))
+        cap, depths = int(spec.get("max_queries", rounds * streams)), [r for _ in range(streams) for r in range(rounds)]
+    else:
+        width, depth, branching = int(spec.get("width", 2)), int(spec.get("depth", 2)), int(spec.get("branching", 2))
+        cap, depths, leaves = int(spec.get("max_queries", width * depth * branching)), [], 1
+        for level in range(depth):  # each kept prompt branches; the best `width` children are kept
+            depths, leaves = depths + [level] * (leaves * branching), min(width, leaves * branching)
+    depths = depths if cap > 0 else []  # per attacker call, the earlier rounds in its history
+    queries, answer = min(cap, len(depths)), stand_in(512)
+    ceiling = int(params_for(probe, target, sample).get("max_tokens") or 512)
+    behaviour = messages_for(probe, target, dict(variants(probe)[0]))[-1].content
+    head = tuple(m for m in messages_for(probe, target, {}) if m.role == "system")
+    first = f"Write your first prompt for: {behaviour}"
+    start = tokens((M("system", a.ATTACKER_SYSTEM.format(behaviour=behaviour)), M("user", first)))
+    feedback = a.FEEDBACK.format(reply="x" * min(3 * ceiling, 2000), score=10)  # the attacker sees 2,000 characters
+    grow = tokens((M("assistant", answer), M("user", feedback))) - 3
+    score = tokens(
+        (M("system", a.SCORER_SYSTEM), M("user", a.SCORER.format(behaviour=behaviour, reply=stand_in(ceiling))))
+    )
+    topic = tokens((M("system", a.SCORER_SYSTEM), M("user", a.ON_TOPIC.format(behaviour=behaviour, prompt=answer))))
+    checks = len(depths) if attack.type == "tap" else 0
+    calls = SearchCalls(
+        Calls(len(depths), sum(start + d * grow for d in depths), 512 * len(depths)),
+        Calls(queries, queries * tokens((*head, M("user", answer))), queries * ceiling),
+        Calls(queries + checks, queries * score + checks * topic, 8 * queries + 4 * checks),
+    )
+    return Search(challenge_id, probe, calls, 512, ceiling)
+
+
+def _latencies(archive: Path | None, models: list[Target]) -> dict[str, Latency]:
+    """Per model name: the median latency of the successful, uncached requests (audited, judge and adaptive alike)
+    to the same base_url and model in the archive's runs, else an assumed one."""
+    import pyarrow as pa
+
+    from auditor.archive.store import connect, read_rows
+
+    runs = [r.manifest() for r in Archive(archive).runs()] if archive is not None else []
+    who = [(m.run_id, t.name, f"{t.base_url} {t.model}") for m in runs for t in (*m.targets, m.judge, m.attacker) if t]
+    found: dict[str, Latency] = {}
+    if archive is not None and who:
+        con = connect(archive)
+        con.register("who", pa.table(dict(zip(("run_id", "target", "endpoint"), map(list, zip(*who))))))
+        calls = " UNION ALL ".join(
+            f"SELECT run_id, target, latency_s FROM {v} WHERE error_class IS NULL AND NOT cached AND latency_s > 0"
+            for v in ("responses", "judgements", "adaptive")
+        )
+        sql = f"SELECT endpoint, median(latency_s) AS s, count(DISTINCT run_id) AS n FROM ({calls}) JOIN who USING "
+        sql += "(run_id, target) GROUP BY endpoint"
+        found = {r["endpoint"]: Latency(float(r["s"]), int(r["n"])) for r in read_rows(con, sql)}
+    assumed = {True: Latency(ASSUMED_LOCAL_LATENCY_S), False: Latency(ASSUMED_LATENCY_S)}
+    return {t.name: found.get(f"{t.base_url} {t.model}", assumed[t.embedded]) for t in models}

@@ -205,6 +205,12 @@ class Target:
     facts: tuple[tuple[str, Any], ...]
     # a classifier judge (type completion or llama_guard, and its settings); empty for a chat model
     classifier: tuple[tuple[str, Any], ...] = ()
+    # how the request is sent: extra headers (stored), secret headers (name -> environment variable), the
+    # api-version query parameter Azure deployment URLs need, and how the key goes (bearer or api-key header)
+    headers: tuple[tuple[str, str], ...] = ()
+    headers_env: tuple[tuple[str, str], ...] = ()
+    api_version: str | None = None
+    auth: str = "bearer"
 
     def with_limits(self, overrides: LimitOverrides) -> Target:
         """The target with the limits `overrides` sets replaced."""
@@ -235,6 +241,10 @@ class Target:
             "limits": {k: v for k, v in asdict(self.limits).items() if v is not None},
             "facts": dict(self.facts),
             **({"classifier": dict(self.classifier)} if self.classifier else {}),
+            **({"headers": dict(self.headers)} if self.headers else {}),
+            **({"headers_env": dict(self.headers_env)} if self.headers_env else {}),
+            **({"api_version": self.api_version} if self.api_version else {}),
+            **({"auth": self.auth} if self.auth != "bearer" else {}),
         }
 
 

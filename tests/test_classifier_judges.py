@@ -21,7 +21,8 @@ from auditor.criteria.rubrics import parse_llama_guard
 from auditor.errors import UsageError
 from auditor.grade.judging import judge_item
 from auditor.records import Completion, Limits, Message, Reply, Target, WorkItem
-from auditor.run.execute import Endpoint, Executor
+from auditor.run.endpoint import Endpoint
+from auditor.run.execute import Executor
 from auditor.run.plan import content_hash
 from auditor.run.serve import Scripted, chat_body, completion_body
 from auditor.run.wire import Answer, Malformed, read_completion_body

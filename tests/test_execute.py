@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from auditor.records import Completion, Limits, Message, Target, WorkItem
-from auditor.run.execute import Endpoint, Executor, Failure, classify, server_wait
+from auditor.run.endpoint import Endpoint
+from auditor.run.execute import Executor, Failure, classify, server_wait
 from auditor.run.serve import Scripted, chat_body, error_body
 from auditor.run.throttle import Budget, Gate
 

@@ -17,7 +17,7 @@ STAGES: list[tuple[str, list[str]]] = [
     ("criteria", ["registry", "rubrics", "refusal", "text", "usage", "consistency", "judge", "__init__"]),
     ("suite", ["__init__", "files", "attacks", "load", "bundled", "targets", "labelled", "examples", "importers"]),
     ("archive", ["__init__", "tables", "manifest", "ledger", "store", "cache"]),
-    ("run", ["__init__", "plan", "throttle", "wire", "serve", "execute", "adaptive", "local"]),
+    ("run", ["__init__", "plan", "throttle", "wire", "serve", "endpoint", "execute", "adaptive", "local"]),
     ("grade", ["__init__", "rows", "judging", "calibrate", "review"]),
     (
         "report",
@@ -33,10 +33,11 @@ STAGES: list[tuple[str, list[str]]] = [
             "settings",
             "summary",
             "render",
+            "site",
         ],
     ),
     ("", ["pipeline"]),
-    ("cli", ["console", "options", "inputs", "graders", "running", "archive", "__init__"]),
+    ("cli", ["console", "options", "project", "inputs", "graders", "running", "archive", "view", "__init__"]),
     ("", ["__main__"]),
 ]
 ORDER = [f"{package}.{module}" if package else module for package, modules in STAGES for module in modules]

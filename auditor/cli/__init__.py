@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from auditor import __version__
-from auditor.cli import archive, graders, inputs, running
+from auditor.cli import archive, graders, inputs, project, running, view
 from auditor.cli.console import printable
 from auditor.errors import AuditorError, clip
 
@@ -57,6 +57,9 @@ class AuditorGroup(click.Group):
             sys.exit(code)
         return code
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they were added: the order of an audit
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -76,19 +79,48 @@ class AuditorGroup(click.Group):
             raise CommandFailure(AuditorError(message)) from None
 
 
-@click.group(cls=AuditorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=AuditorGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+    epilog="Exit codes: 0 done (whatever the verdicts), 1 the environment failed (a missing key, an unreachable "
+    "endpoint, a run that fails verification), 2 bad input (a file, option or name to fix). `auditor COMMAND -h` "
+    "shows examples.",
+)
 @click.version_option(__version__, prog_name="auditor")
 def cli() -> None:
-    """auditor: declarative audit reports for large language models."""
+    """auditor: declarative audit reports for large language models.
+
+    \b
+    auditor init my-audit            a targets file, a starter suite and the next commands
+    auditor plan jailbreak --targets my-audit/targets.json
+    auditor run jailbreak --targets my-audit/targets.json --target gpt-4o-mini --judge judge
+    auditor report latest            HTML and PDF
+    auditor demo                     the whole job on the bundled model, offline
+    """
 
 
+# in the order an audit uses them, each with the line `auditor --help` shows
 COMMANDS = (
-    running.run, running.grade, running.demo,
-    archive.report, archive.query, archive.verify, archive.compare_cmd, archive.runs,
-    inputs.validate, inputs.schema, inputs.plan_cmd, inputs.import_cmd,
-    graders.calibrate_cmd, graders.review_cmd,
+    (project.init, "Start a project: a commented targets file, a starter suite, the next commands."),
+    (project.suites, "List, show and copy the bundled suites (usable by name wherever a suite is asked)."),
+    (inputs.validate, "Check suite and targets files: every issue with file, line and JSON pointer."),
+    (inputs.schema, "Print the JSON Schema of suites or targets files."),
+    (inputs.plan_cmd, "What a run would send, cost and take, and whether its sample sizes can decide."),
+    (running.run, "Run a suite against targets, store every reply, grade; --resume continues a run."),
+    (running.grade, "Re-grade a run's stored replies (no audited model is called)."),
+    (archive.report, "Render a run's report as HTML and PDF."),
+    (view.view, "Serve the archive's reports on 127.0.0.1 and open the latest."),
+    (archive.runs, "List runs with status and headline figures."),
+    (archive.query, "SQL over the archive's views (runs, responses, grades ...)."),
+    (archive.compare_cmd, "Compare two runs trial by trial: what changed, and is it real."),
+    (archive.verify, "Check runs against their tamper-evident ledgers."),
+    (graders.calibrate_cmd, "Measure a grader against a labelled set."),
+    (graders.review_cmd, "Export graded replies for human review, or import the labels."),
+    (inputs.import_cmd, "Turn a public behaviour CSV into a suite."),
+    (running.demo, "Audit the bundled model offline and write an HTML and PDF report."),
 )  # fmt: skip
-for command in COMMANDS:
+for command, line in COMMANDS:
+    command.short_help = line
     cli.add_command(command)
 
 

@@ -92,16 +92,33 @@ def report(
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @ARCHIVE
 def query(sql: str, fmt: str, archive: Path) -> None:
-    """Run SQL over the archive's views: runs, responses, grades."""
+    """Run SQL (DuckDB) over the archive's views:
+
+    \b
+    runs             one row per run: suite, targets, status, seal
+    responses        one row per request sent: messages, reply, tokens, latency, errors
+    judgements       the judge's calls (same columns as responses)
+    adaptive         adaptive-attack calls (same columns as responses)
+    grades           one row per graded reply: criterion, outcome, grader, evidence
+    reviews          human review verdicts imported with auditor review import
+    calibrations     one row per grader measured with auditor calibrate
+    labelled_grades  each labelled reply a calibration graded
+
+    \b
+    auditor query "SELECT target, challenge_id, avg((outcome = 'pass')::int) AS pass_rate FROM grades GROUP BY ALL"
+    auditor query "SELECT * FROM responses WHERE error_class IS NOT NULL" --format csv > errors.csv
+    """
     import duckdb
 
     from auditor.archive.store import Archive, connect
+    from auditor.archive.tables import VIEWS
 
     con = connect(Archive.existing(archive).root)
     try:
         cur = con.execute(sql)
     except duckdb.Error as exc:
-        raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+        views = ", ".join(v for v, _, _ in VIEWS)
+        raise UsageError(f"query failed: {str(exc).splitlines()[0]}; views: {views}") from None
     if cur.description is None:
         return
     names = [d[0] for d in cur.description]
@@ -114,7 +131,12 @@ def query(sql: str, fmt: str, archive: Path) -> None:
 @click.argument("run_ids", nargs=-1)
 @ARCHIVE
 def verify(run_ids: tuple[str, ...], archive: Path) -> None:
-    """Check runs against their tamper-evident ledgers (all runs when none is named)."""
+    """Check runs against their tamper-evident ledgers (all runs when none is named); exit 1 if one fails.
+
+    \b
+    auditor verify
+    auditor verify latest 20261127T2226
+    """
     from auditor.archive.store import Archive
 
     store = Archive.existing(archive)
@@ -140,7 +162,12 @@ def verify(run_ids: tuple[str, ...], archive: Path) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @ARCHIVE
 def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
-    """Compare two runs trial by trial (RUN_A earlier, RUN_B later): what got better or worse, and is it real."""
+    """Compare two runs trial by trial (RUN_A earlier, RUN_B later): what got better or worse, and is it real.
+
+    \b
+    auditor compare RUN_BEFORE latest
+    auditor compare RUN_BEFORE RUN_AFTER --format json
+    """
     from auditor.archive.store import Archive, connect
     from auditor.report.compare import drift
 
@@ -181,7 +208,12 @@ def compare_cmd(run_a: str, run_b: str, fmt: str, archive: Path) -> None:
 @click.command()
 @ARCHIVE
 def runs(archive: Path) -> None:
-    """List runs with status and headline figures."""
+    """List runs with status and headline figures.
+
+    \b
+    auditor runs
+    auditor runs --archive /shared/audits
+    """
     from auditor.archive.store import Archive, connect, outcome_counts, read_rows
 
     con = connect(Archive.existing(archive).root)

@@ -55,6 +55,11 @@ def calibrate_cmd(
 
     The figures are stored in the archive (view `calibrations`); reports use them to correct the rates that grader
     produced and to show its validity.
+
+    \b
+    auditor calibrate labelled-refusals.jsonl --criterion refusal
+    auditor calibrate harmbench_val.json --criterion '{"type": "judge", "rubric": "harmful"}' \\
+        --targets targets.json --judge judge
     """
     from auditor import pipeline
     from auditor.grade.calibrate import FIGURES, calibrate

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from auditor.cli.console import format_rows, printable
+from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
 from auditor.cli.options import MAX_ITEMS, SUITE
 from auditor.errors import InputError, SuiteError
 from auditor.suite.targets import choose
+
+if TYPE_CHECKING:
+    from auditor.records import Target
+    from auditor.run.plan import Estimate, Latency, PlanEstimate
 
 
 @click.command()
@@ -81,7 +86,12 @@ def _example_report(path: Path, text: str, suite: Any, strict: bool) -> list[str
 @click.command()
 @click.argument("kind", type=click.Choice(["suite", "targets"]))
 def schema(kind: str) -> None:
-    """Print the JSON Schema of suites or targets files."""
+    """Print the JSON Schema of suites or targets files.
+
+    \b
+    auditor schema suite > suite.schema.json
+    auditor schema targets
+    """
     from auditor.suite.files import schema as load
 
     click.echo(json.dumps(load(kind), indent=2))
@@ -91,6 +101,10 @@ def schema(kind: str) -> None:
 @click.argument("suite", type=SUITE)
 @click.option("--targets", "targets_file", type=click.Path(path_type=Path), help="Targets file (JSON).")
 @click.option("--target", "target_opts", multiple=True, help="As for `auditor run`.")
+@click.option("--judge", "judge_name", metavar="NAME", help="Judge target (from --targets): count and price its calls.")
+@click.option(
+    "--attacker", "attacker_name", metavar="NAME", help="Attacker target (from --targets): count and price its calls."
+)
 @click.option(
     "--assume-rate",
     type=click.FloatRange(0, 1),
@@ -98,28 +112,163 @@ def schema(kind: str) -> None:
     show_default=True,
     help="Pass rate assumed when judging whether the planned trials can decide each policy rule.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the whole estimate as JSON.")
 @MAX_ITEMS
+@ARCHIVE
 def plan_cmd(
-    suite: Path, targets_file: Path | None, target_opts: tuple[str, ...], assume_rate: float, max_items: int
+    suite: Path,
+    targets_file: Path | None,
+    target_opts: tuple[str, ...],
+    judge_name: str | None,
+    attacker_name: str | None,
+    assume_rate: float,
+    as_json: bool,
+    max_items: int,
+    archive: Path,
 ) -> None:
-    """Print requests, tokens and the cost ceiling per target, and what the sample sizes can decide."""
+    """Print what a run would send, cost at most and take, per target and for the judge and the attacker, and what
+    the sample sizes can decide. Nothing is sent.
+
+    Judge calls are counted as grading makes them, adaptive attacks at their most rounds, and the time from each
+    model's median latency in the archive's earlier runs (else an assumed one) and its declared limits.
+
+    \b
+    auditor plan jailbreak --targets targets.json --judge grader
+    auditor plan my-suite.json --targets targets.json --judge grader --attacker red-team --archive audits
+    auditor plan my-suite.json --targets targets.json --judge grader --json   # for scripts
+    """
+    from dataclasses import asdict
+
     from auditor import pipeline
     from auditor.run.plan import sample_plan
     from auditor.suite.load import load_suite
 
-    rows = []
-    targets = list(choose(targets_file, target_opts).audited) if targets_file or target_opts else []
-    for e in pipeline.estimate(suite, targets, max_items):
-        cost = f"{e.max_cost_usd:.4f}" if e.priced else "no prices declared"
-        rows.append((e.target, e.requests, e.prompt_tokens, e.max_completion_tokens, cost))
-    if rows:
-        names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
-        click.echo(format_rows(names, rows, "table"), nl=False)
-        click.echo(
-            "Prompt tokens are estimated at one per 3 bytes; "
-            "the cost is a ceiling that assumes every reply uses max_tokens.\n"
-        )
+    chosen = (
+        choose(targets_file, target_opts, judge=judge_name, attacker=attacker_name)
+        if targets_file or target_opts or judge_name or attacker_name
+        else None
+    )
+    targets = list(chosen.audited) if chosen else []
+    helpers = (chosen.judge, chosen.attacker) if chosen else (None, None)
+    estimate = pipeline.estimate(suite, targets, max_items, *helpers, archive) if targets else None
     plans = sample_plan(load_suite(suite, max_items=max_items), assume_rate)
+    rules = [(p.challenge_id, r) for p in plans for r in p.rules]
+    if as_json:
+        found = {
+            **(asdict(estimate) if estimate else {"targets": []}),
+            "challenges": [{k: v for k, v in asdict(p).items() if k != "rules"} for p in plans],
+            "rules": [{"challenge": c, **asdict(r)} for c, r in rules],
+            "assumed_rate": assume_rate,
+        }
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+    else:
+        if estimate is not None:
+            _print_estimate(estimate, {t.name: t for t in targets + [h for h in helpers if h]})
+        _print_sample_plan(plans, rules, assume_rate)
+    for challenge, r in rules:
+        if not r.decidable:
+            need = (
+                f"about {r.trials_needed} trials would decide it"
+                if r.trials_needed
+                else "no number of trials decides a rate this close to the minimum"
+            )
+            where = challenge if r.cell == challenge else f"{challenge}, {r.cell}"
+            click.echo(
+                f"warning: {where}: {r.trials} trials cannot decide {r.rule} (minimum "
+                f"{r.threshold:.0%}) at an assumed pass rate of {assume_rate:.0%}; {need}",
+                err=True,
+            )
+
+
+def _about(seconds: float) -> str:
+    """A duration as people say it: about 40 s, about 4 min, about 2.5 h."""
+    if seconds < 90:
+        return f"about {round(seconds)} s" if seconds >= 1 else "under 1 s" if seconds else "0 s"
+    return f"about {round(seconds / 60)} min" if seconds < 5400 else f"about {seconds / 3600:.1f} h"
+
+
+def _assumed(model: Target, latency: Latency) -> str:
+    """What a duration assumed of one model: its latency, measured or not, and its limits."""
+    limits = model.limits
+    rates = ((limits.requests_per_minute, "requests"), (limits.tokens_per_minute, "tokens"))
+    paced = "".join(f", {value:g} {unit}/min" for value, unit in rates if value)
+    if latency.runs:
+        runs = f"{latency.runs} earlier run{'s' if latency.runs > 1 else ''}"
+        shown = f"{latency.seconds:.1f} s" if latency.seconds >= 0.1 else f"{1000 * latency.seconds:.0f} ms"
+        said = f"latency {shown} measured in {runs}"
+    elif model.embedded:
+        said = (
+            f"latency {latency.seconds:g} s assumed (a local model's speed depends on the machine); run once to measure"
+        )
+    else:
+        said = f"latency {latency.seconds:g} s assumed; run once to measure"
+    return f"{model.name}: {said}; concurrency {limits.concurrency}{paced}"
+
+
+def _print_estimate(e: PlanEstimate, models: dict[str, Target]) -> None:
+    """The per-target tables of an estimate, what the judge and attacker add, and what the durations assumed."""
+
+    def usd(value: float, priced: bool) -> str:
+        return f"{value:.4f}" if priced else "no prices declared"
+
+    rows = [(t.target, t.requests, t.prompt_tokens, t.max_completion_tokens, usd(t.max_cost_usd, t.priced))
+            for t in e.targets]  # fmt: skip
+    names = ["target", "requests", "est_prompt_tokens", "max_completion_tokens", "max_cost_usd"]
+    click.echo(format_rows(names, rows, "table"), nl=False)
+    click.echo(
+        "Prompt tokens are estimated at one per 3 bytes; "
+        "the cost is a ceiling that assumes every reply uses max_tokens.\n"
+    )
+    judge, attacker = e.judge, e.attacker
+
+    def added(t: Estimate) -> tuple[Any, ...]:
+        judged = (t.judge.calls, usd(t.judge_cost_usd, judge.priced)) if judge else ("-", "-")
+        attacked = (
+            (t.attacker.calls, usd(t.attacker_cost_usd, attacker.priced))
+            + (t.attack_target.calls, usd(t.attack_target_cost_usd, t.priced))
+            if attacker
+            else ("-",) * 4
+        )
+        return (t.target, *judged, *attacked, _about(t.duration_s + t.search_duration_s))
+
+    names = ["target", "judge_calls", "judge_cost_usd", "attacker_calls", "attacker_cost_usd", "attack_target_calls",
+             "attack_target_cost_usd", "est_duration"]  # fmt: skip
+    click.echo(format_rows(names, [added(t) for t in e.targets], "table"), nl=False)
+    if judge:
+        click.echo(
+            f"Judge calls: one per judge criterion in each of {e.judged_trials} judge-graded trials, with the rubric, "
+            f"the probe and a reply at max_tokens, at the prices of '{judge.name}'; at most, as grading sends an "
+            "identical request once and reuses answers the archive holds."
+        )
+    elif e.judged_trials:
+        fallback = "`auditor run` refuses without one" if e.judge_required else "without one, fallback criteria grade"
+        graded = "1 trial is" if e.judged_trials == 1 else f"{e.judged_trials} trials are"
+        click.echo(f"{graded} graded by a judge; name one with --judge to price them ({fallback})")
+    if attacker and e.searches:
+        extra = sum(t.attack_target.calls for t in e.targets)
+        click.echo(
+            f"Adaptive attacks: {e.searches} searches make at most {attacker.calls.calls} attacker calls and {extra} "
+            f"extra target calls, if every attacker answer parses and no attempt reaches the success score; "
+            f"'{e.scorer}' scores the attempts (counted in its calls)."
+        )
+    elif attacker:
+        click.echo(f"The suite declares no adaptive attacks: attacker '{attacker.name}' would not be called.")
+    elif e.searches:
+        declared = "1 adaptive search is" if e.searches == 1 else f"{e.searches} adaptive searches are"
+        click.echo(f"{declared} declared; name an attacker with --attacker to price them (without one, not run)")
+    click.echo("Duration: requests x latency / concurrency, or the rate limits where slower; assumed per model:")
+    for name, latency in [(t.target, t.latency) for t in e.targets] + [(h.name, h.latency) for h in (judge, attacker)
+                                                                        if h]:  # fmt: skip
+        click.echo(f"  {_assumed(models[name], latency)}")
+    phases = [f"the targets side by side {_about(max((t.duration_s for t in e.targets), default=0.0))}"]
+    phases += [f"adaptive searches {_about(attacker.duration_s)}"] if attacker and e.searches else []
+    phases += [f"grading {_about(judge.duration_s)}"] if judge else []
+    click.echo(f"Whole run: {_about(e.duration_s)} ({', then '.join(phases)}).\n")
+
+
+def _print_sample_plan(plans: list[Any], rules: list[tuple[str, Any]], assume_rate: float) -> None:
+    """The sample sizes per challenge, and per rule and cell the failures tolerated and the grader's false-fail
+    tolerance."""
     table = [
         (p.challenge_id, p.trials, f"±{100 * p.half_width:.1f} points", "no" if p.undecidable else "yes") for p in plans
     ]
@@ -129,7 +278,6 @@ def plan_cmd(
         ),
         nl=False,
     )
-    rules = [(p.challenge_id, r) for p in plans for r in p.rules]
     if rules:
         click.echo(
             "\nPer rule: the failures each cell tolerates at its planned trials, and the per-trial grader false-fail "
@@ -148,19 +296,6 @@ def plan_cmd(
         ]
         names = ["rule", "cell", "trials", "minimum", "max_failures", "false_fail_tolerated"]
         click.echo(format_rows(names, rule_rows, "table"), nl=False)
-    for challenge, r in rules:
-        if not r.decidable:
-            need = (
-                f"about {r.trials_needed} trials would decide it"
-                if r.trials_needed
-                else "no number of trials decides a rate this close to the minimum"
-            )
-            where = challenge if r.cell == challenge else f"{challenge}, {r.cell}"
-            click.echo(
-                f"warning: {where}: {r.trials} trials cannot decide {r.rule} (minimum "
-                f"{r.threshold:.0%}) at an assumed pass rate of {assume_rate:.0%}; {need}",
-                err=True,
-            )
 
 
 @click.command("import")
@@ -180,7 +315,12 @@ def plan_cmd(
 def import_cmd(
     source: str, csv_file: Path, out: Path | None, suite_id: str | None, no_attacks: bool, functional: str
 ) -> None:
-    """Turn a public behaviour CSV you downloaded into a suite (judge criteria: run it with --judge)."""
+    """Turn a public behaviour CSV you downloaded into a suite (judge criteria: run it with --judge).
+
+    \b
+    auditor import harmbench harmbench_behaviors_text_all.csv --out harmbench.json
+    auditor import jailbreakbench harmful-behaviors.csv --no-attacks
+    """
     from auditor.suite import importers
     from auditor.suite.load import load_suite
 

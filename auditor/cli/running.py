@@ -84,7 +84,15 @@ def run(
     max_items: int,
     archive: Path,
 ) -> None:
-    """Run SUITE against the targets, store every response, grade, and print the run id."""
+    """Run SUITE (a file, or a bundled suite's name) against the targets, store every response, grade, and print
+    the run id. Exits 0 once the run is complete, whatever the verdicts.
+
+    \b
+    auditor run jailbreak --targets targets.json --target gpt-4o-mini --judge judge
+    auditor run my-suite.json --target name=vllm,base_url=http://localhost:8000/v1,model=Qwen/Qwen2.5-7B-Instruct
+    auditor run sixteen-challenges --targets targets.json --max-cost 5 --concurrency 4
+    auditor run --resume latest
+    """
     from auditor import pipeline
     from auditor.archive.store import Archive
 
@@ -96,6 +104,10 @@ def run(
         chosen = choose(targets_file, target_opts, judge_name, attacker_name)
         targets = [t.with_limits(limits) for t in chosen.audited]
         judge, attacker = chosen.judge, chosen.attacker
+        if not quiet:
+            helpers = [f"{role} {h.name}" for role, h in (("judge", judge), ("attacker", attacker)) if h]
+            aside = f" ({' and '.join(helpers)}: helpers, not audited)" if helpers else ""
+            click.echo(f"auditing {', '.join(t.name for t in targets)}{aside}", err=True)
         run_dir = pipeline.start_run(
             suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items)
         )
@@ -154,7 +166,13 @@ def grade(
     target_opts: tuple[str, ...],
     archive: Path,
 ) -> None:
-    """Re-grade a run's stored responses: the audited models are not called (a judge may be)."""
+    """Re-grade a run's stored responses: the audited models are not called (a judge may be).
+
+    \b
+    auditor grade latest
+    auditor grade latest --suite fixed-suite.json
+    auditor grade RUN --targets targets.json --judge judge
+    """
     from collections import Counter
 
     from auditor import pipeline
@@ -181,7 +199,13 @@ def grade(
 @click.option("--quiet", is_flag=True)
 @ARCHIVE
 def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None:
-    """Audit the embedded SmolLM2 model, as is and behind a safety prompt, and write one HTML and PDF report."""
+    """Audit the embedded SmolLM2 model, as is and behind a safety prompt, and write one HTML and PDF report
+    (no API key, no network).
+
+    \b
+    auditor demo
+    auditor demo --suite jailbreak --out demo-reports
+    """
     from auditor import pipeline
     from auditor.resources import data_dir
     from auditor.suite.targets import load_targets

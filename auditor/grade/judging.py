@@ -21,7 +21,8 @@ from auditor.criteria.rubrics import CLASSIFIER_RUBRICS
 from auditor.errors import UsageError
 from auditor.grade import rows as grade
 from auditor.records import Completion, Message, Suite, Target, WorkItem
-from auditor.run.execute import Endpoint, Executor
+from auditor.run.endpoint import Endpoint
+from auditor.run.execute import Executor
 from auditor.run.plan import request_hash
 
 JUDGE_PARAMS = {"temperature": 0.0, "seed": 0}

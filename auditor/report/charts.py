@@ -85,21 +85,27 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.0f}%"
 
 
-def _legend(models: Sequence[str], contexts: Sequence[tuple[str, str]], y: float) -> list[str]:
+def _legend(models: Sequence[str], contexts: Sequence[tuple[str, str]], y: float) -> tuple[list[str], float]:
+    """Legend entries from y down, wrapped onto a new line where one would cross the right edge; returns them
+    and the y of the last line."""
     out, x = [], 10.0
-    for i, model in enumerate(models):
-        out.append(_marker(SHAPES[i % len(SHAPES)], x + 5, y - 3, 4, FILLS[i % len(FILLS)]))
-        out.append(_text(x + 13, y, _clip(model, 28)))
-        x += 20 + 6.2 * min(len(model), 28)
-    for i, (context, _) in enumerate(contexts):
-        dash = DASHES[i % len(DASHES)]
-        out.append(
-            f'<line x1="{x:.1f}" y1="{y - 3}" x2="{x + 18:.1f}" y2="{y - 3}" stroke="{INK}" stroke-width="1.4" '
-            f'stroke-dasharray="{dash}"/>'
-        )
-        out.append(_text(x + 22, y, f"minimum: {_clip(context, 30)}"))
-        x += 40 + 6.2 * min(len(context) + 9, 39)
-    return out
+    entries: list[tuple[str, float, int]] = [(m, 20 + 6.2 * min(len(m), 28), i) for i, m in enumerate(models)]
+    entries += [(c, 40 + 6.2 * min(len(c) + 9, 39), -1 - i) for i, (c, _) in enumerate(contexts)]
+    for label, width, index in entries:
+        if x > 10 and x + width > WIDTH - 10:
+            x, y = 10.0, y + 13
+        if index >= 0:
+            out.append(_marker(SHAPES[index % len(SHAPES)], x + 5, y - 3, 4, FILLS[index % len(FILLS)]))
+            out.append(_text(x + 13, y, _clip(label, 28)))
+        else:
+            dash = DASHES[(-1 - index) % len(DASHES)]
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y - 3}" x2="{x + 18:.1f}" y2="{y - 3}" stroke="{INK}" stroke-width="1.4" '
+                f'stroke-dasharray="{dash}"/>'
+            )
+            out.append(_text(x + 22, y, f"minimum: {_clip(label, 30)}"))
+        x += width
+    return out, y
 
 
 def forest(
@@ -148,7 +154,10 @@ def forest(
             body.append(_marker(SHAPES[i % len(SHAPES)], x(e.rate), y, 3.6, fill))
             parts.append(f"{e.model} {_pct(e.rate)} ({_pct(e.low)} to {_pct(e.high)})")
         words.append(f"{title}: " + "; ".join(parts))
-    body += _legend(models, contexts, height - 10)
+    legend, last = _legend(models, contexts, height - 10)
+    body += legend
+    height = max(height, last + 10)
+    body[0] = f'<rect width="{WIDTH}" height="{height:.0f}" fill="white"/>'
     alt = "Pass rate by challenge and model with 95% intervals. " + ". ".join(words) + "."
     caption = (
         "Pass rate per challenge and model, with its 95% interval; vertical lines mark each deployment context's "
@@ -237,7 +246,10 @@ def bars(
             body.append(_line(x(e.low), y + 3.5, x(e.high), y + 3.5, INK, 1))
             parts.append(f"{e.model} {_pct(e.rate)} ({_pct(e.low)} to {_pct(e.high)})")
         words.append(f"{label}: " + "; ".join(parts))
-    body += _legend(models, [], height - 8)
+    legend, last = _legend(models, [], height - 8)
+    body += legend
+    height = max(height, last + 8)
+    body[0] = f'<rect width="{WIDTH}" height="{height:.0f}" fill="white"/>'
     based = "; ".join(f"{m} {_pct(b)}" for m, b in baseline.items())
     alt = f"{what}. " + ". ".join(words) + (f". Direct-request baseline: {based}." if baseline else ".")
     return Chart(chart_id, _svg(chart_id, height, body, alt), caption, alt)

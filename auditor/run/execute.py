@@ -18,24 +18,11 @@ from typing import Any
 
 from auditor.clock import now
 from auditor.errors import EndpointError
-from auditor.records import Completion, Message, Target, WorkItem
+from auditor.records import Completion, Message, WorkItem
+from auditor.run.endpoint import Endpoint, make_client, root_warning
 from auditor.run.plan import estimate_tokens
 from auditor.run.throttle import Bucket, Budget, Gate
 from auditor.run.wire import Answer, Malformed, read_body, read_completion_body, scrub
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A target with the URL and key to reach it (the key is never stored)."""
-
-    target: Target
-    url: str
-    api_key: str
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """Values that must never be stored or printed: the API key."""
-        return (self.api_key,) if self.api_key != NO_KEY else ()
 
 
 @dataclass(frozen=True)
@@ -57,7 +44,6 @@ class Decision:
     error_class: str
 
 
-NO_KEY = "not-needed"
 _STATUS_CLASS = {400: "bad_request", 401: "auth_error", 403: "auth_error", 404: "not_found", 422: "bad_request"}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 
@@ -204,6 +190,7 @@ class Executor:
         by_target: dict[str, list[WorkItem]] = {name: [] for name in self.endpoints}
         for item in items:
             by_target[item.target].append(item)
+        await asyncio.gather(*(self._check_root(name) for name, todo in by_target.items() if todo))
         workers = []
         for name, ep in self.endpoints.items():
             queue = iter(by_target[name])
@@ -214,15 +201,15 @@ class Executor:
         finally:
             await self.close()
 
+    async def _check_root(self, name: str) -> None:
+        warning = await root_warning(self.client(name), self.endpoints[name])
+        if warning:
+            self.on_warning(warning)
+
     def client(self, name: str) -> Any:
         """The API client for an endpoint, made on first use."""
-        import openai
-
         if name not in self.clients:
-            ep = self.endpoints[name]
-            self.clients[name] = openai.AsyncOpenAI(
-                base_url=ep.url, api_key=ep.api_key, max_retries=0, timeout=ep.target.limits.timeout_s
-            )
+            self.clients[name] = make_client(self.endpoints[name])
         return self.clients[name]
 
     async def close(self) -> None:
@@ -364,13 +351,14 @@ class Executor:
                 answer: Answer | Malformed | Failure
                 if endpoint == "completions":
                     raw = await client.completions.with_raw_response.create(
-                        model=ep.target.model, prompt=messages[-1].content, **kwargs
+                        model=ep.target.model, prompt=messages[-1].content, extra_headers=ep.headers, **kwargs
                     )
                     answer = read_completion_body(raw.content)
                 else:
                     raw = await client.chat.completions.with_raw_response.create(
                         model=ep.target.model,
                         messages=[{"role": m.role, "content": m.content} for m in messages],
+                        extra_headers=ep.headers,
                         **kwargs,
                     )
                     answer = read_body(raw.content)

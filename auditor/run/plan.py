@@ -1,14 +1,17 @@
-"""Expands a suite and its targets into work items: every probe variant x sample x target."""
+"""Expands a suite and its targets into work items (every probe variant x sample x target) and estimates what a
+run of them asks of each model."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
-from auditor.records import Attack, Message, Probe, Suite, Target, WorkItem
+from auditor.criteria import Ask, Check, JudgeAnswer, build, needs_judge, uses_judge
+from auditor.criteria.judge import ClassifierJudge
+from auditor.records import Attack, Limits, Message, Probe, Reply, Suite, Target, WorkItem
 from auditor.stats import decidable, half_width
 from auditor.suite.attacks import DIRECT, transform
 from auditor.suite.load import PLACEHOLDER, variants
@@ -148,12 +151,16 @@ def requests_per_target(suite: Suite) -> int:
 ASSUMED_MAX_TOKENS = 1024
 
 
+def message_tokens(messages: tuple[Message, ...]) -> int:
+    """A cautious estimate of a request's prompt tokens: one per 3 bytes, plus 4 per message and 3."""
+    return sum(len(m.content.encode()) for m in messages) // 3 + 4 * len(messages) + 3
+
+
 def estimate_tokens(item: WorkItem) -> tuple[int, int]:
-    """A cautious estimate of an item's prompt tokens (one per 3 bytes, plus 4 per message) and its
-    completion ceiling (max_tokens, or ASSUMED_MAX_TOKENS when the suite sets none)."""
-    prompt = sum(len(m.content.encode()) for m in item.messages) // 3 + 4 * len(item.messages) + 3
+    """A cautious estimate of an item's prompt tokens (message_tokens) and its completion ceiling (max_tokens,
+    or ASSUMED_MAX_TOKENS when the suite sets none)."""
     ceiling = dict(item.params).get("max_tokens") or ASSUMED_MAX_TOKENS
-    return prompt, int(ceiling)
+    return message_tokens(item.messages), int(ceiling)
 
 
 @dataclass(frozen=True)
@@ -231,3 +238,204 @@ def sample_plan(suite: Suite, assumed_rate: float) -> list[SamplePlan]:
         blocked = tuple(dict.fromkeys(f"{r.rule} (minimum {r.threshold:.0%})" for r in rules if not r.decidable))
         out.append(SamplePlan(challenge.id, trials, half_width(trials, assumed_rate), blocked, tuple(rules)))
     return out
+
+
+# --- what a run asks of each model, before anything is sent ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calls:
+    """Requests to one model: how many, their estimated prompt tokens and their completion ceiling."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Calls) -> Calls:
+        return Calls(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def cost(self, target: Target) -> float:
+        """The cost ceiling at `target`'s declared prices (0 when none are declared)."""
+        return target.price(self.prompt_tokens, self.completion_tokens)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Seconds per request to one endpoint and model: the median over earlier runs in the archive, else assumed."""
+
+    seconds: float
+    runs: int = 0  # the earlier runs it was measured in; 0 when assumed
+
+
+@dataclass(frozen=True)
+class SearchCalls:
+    """The most adaptive searches can send: attacker calls, extra target calls, and scorer calls."""
+
+    attacker: Calls = Calls()
+    target: Calls = Calls()
+    scorer: Calls = Calls()
+
+    def __add__(self, other: SearchCalls) -> SearchCalls:
+        return SearchCalls(self.attacker + other.attacker, self.target + other.target, self.scorer + other.scorer)
+
+
+@dataclass(frozen=True)
+class Search:
+    """One adaptive search at its maximum: what it attacks, its calls, and the ceilings of the trial it stores."""
+
+    challenge_id: str
+    probe: Probe
+    calls: SearchCalls
+    prompt_tokens: int  # the stored attack prompt (an attacker answer) at most
+    reply_tokens: int  # the target's reply at most
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a suite asks of one target, and of the judge and attacker on its behalf, before anything is sent."""
+
+    target: str
+    requests: int
+    prompt_tokens: int
+    max_completion_tokens: int
+    max_cost_usd: float
+    priced: bool
+    judged_trials: int = 0  # trials whose criterion uses a judge
+    judge: Calls = Calls()  # grading calls, and the searches' scoring calls when the judge scores
+    judge_cost_usd: float = 0.0
+    searches: int = 0  # adaptive searches declared (run only with an attacker)
+    attacker: Calls = Calls()  # prompt-writing calls, and the scoring calls when the attacker scores
+    attacker_cost_usd: float = 0.0
+    attack_target: Calls = Calls()  # the extra calls the searches send to the target
+    attack_target_cost_usd: float = 0.0
+    latency: Latency = Latency(0.0)
+    duration_s: float = 0.0  # the planned requests at the target's limits
+    search_duration_s: float = 0.0  # the adaptive searches, after them
+
+
+@dataclass(frozen=True)
+class HelperEstimate:
+    """The judge's or the attacker's calls over all targets, their cost ceiling, and the time of its phase."""
+
+    name: str
+    calls: Calls
+    cost_usd: float
+    priced: bool
+    latency: Latency
+    duration_s: float  # the judge: grading after the run; the attacker: the adaptive searches
+
+
+@dataclass(frozen=True)
+class PlanEstimate:
+    """A run's requests, calls, cost ceilings and wall-clock time, per target and for the judge and attacker."""
+
+    targets: tuple[Estimate, ...]
+    judge: HelperEstimate | None
+    attacker: HelperEstimate | None
+    scorer: str | None  # who scores adaptive attempts (a chat judge, else the attacker); None without attacker
+    judged_trials: int
+    judge_required: bool  # a judge criterion without fallback: `auditor run` refuses without --judge
+    searches: int
+    duration_s: float  # targets side by side, then the searches one target after another, then grading
+
+
+def priced(target: Target) -> bool:
+    return any(k in ("price_input_per_mtok", "price_output_per_mtok") for k, _ in target.facts)
+
+
+def stand_in(tokens: int) -> str:
+    """A text message_tokens counts as `tokens` tokens: a reply or an attack prompt at its ceiling."""
+    return "x" * (3 * tokens)
+
+
+def judge_calls(check: Check, prompt: str, ceiling: int, judge: Target) -> Calls:
+    """The judge requests grading one reply of up to `ceiling` tokens to `prompt` sends: the probe's criterion runs
+    on a stand-in reply with an Ask that records each request instead of sending it, as grading's first pass does
+    (every judge inside a combinator is asked). Grading sends identical requests once, so repeated replies and
+    answers already in the archive make it fewer."""
+    asked: list[Calls] = []
+
+    def record(messages: tuple[Message, ...], max_tokens: int) -> JudgeAnswer:
+        asked.append(Calls(1, message_tokens(messages), max_tokens))
+        return JudgeAnswer(None)
+
+    ask: Ask = ClassifierJudge.of(judge.name, dict(judge.classifier), record) if judge.classifier else record
+    reply = stand_in(ceiling)
+    check(Reply(reply, prompt.replace("{{last_reply}}", reply)), ask)
+    return sum(asked, Calls())
+
+
+def duration_s(calls: Calls, paced: int, latency: float, limits: Limits) -> float:
+    """Seconds to send `calls` at `latency` each under `limits`: the slowest of the concurrency bound, the
+    requests-per-minute bound over the `paced` requests the throttle counts, and the tokens-per-minute bound."""
+    bounds = [calls.calls * latency / max(1, limits.concurrency)]
+    if limits.requests_per_minute:
+        bounds.append(60.0 * paced / limits.requests_per_minute)
+    if limits.tokens_per_minute:
+        bounds.append(60.0 * (calls.prompt_tokens + calls.completion_tokens) / limits.tokens_per_minute)
+    return max(bounds)
+
+
+def _asked(item: WorkItem) -> str:
+    """The prompt grading shows a judge for an item: the last user message of the conversation sent."""
+    return item.turns[-1] if item.turns else next((m.content for m in reversed(item.messages) if m.role == "user"), "")
+
+
+def estimate_run(
+    suite: Suite,
+    targets: list[Target],
+    helpers: tuple[Target | None, Target | None],
+    searches: dict[str, list[Search]],
+    latency: dict[str, Latency],
+) -> PlanEstimate:
+    """What a run would send, cost at most and take. `helpers` are the judge and the attacker (or None); `searches`
+    each target's adaptive searches (sent only with an attacker); `latency` is per model name."""
+    judge, attacker = helpers
+    scorer = judge if judge is not None and not judge.classifier else attacker
+    checks = {
+        (c.id, p.id): build(p.pass_if.spec)
+        for c, p in suite.probes()
+        if uses_judge(p.pass_if.spec) and p.pass_if.kind != "consistency"  # consistency groups call no judge
+    }
+    rows, grading = [], Calls()
+    for t in targets:
+        items, lat = list(plan(suite, [t])), latency[t.name]
+        sent = sum((Calls(max(1, len(i.turns)), *estimate_tokens(i)) for i in items), Calls())
+        found = searches.get(t.name, []) if attacker else []
+        trials = [(i.challenge_id, i.probe_id, _asked(i), estimate_tokens(i)[1]) for i in items]
+        trials += [(s.challenge_id, s.probe.id, stand_in(s.prompt_tokens), s.reply_tokens) for s in found]
+        judged = [(checks[c, p], prompt, ceiling) for c, p, prompt, ceiling in trials if (c, p) in checks]
+        mine = sum((judge_calls(*j, judge) for j in judged), Calls()) if judge else Calls()
+        grading += mine
+        calls = sum((s.calls for s in found), SearchCalls())
+        scoring = calls.scorer.calls * (latency[scorer.name].seconds if scorer else 0.0)
+        chain = calls.target.calls * lat.seconds + scoring  # one search's calls follow each other
+        searching = (chain + calls.attacker.calls * (latency[attacker.name].seconds if attacker else 0.0)) / max(
+            1, t.limits.concurrency
+        )
+        judge_load = mine + (calls.scorer if scorer is not None and scorer is judge else Calls())
+        attacker_load = calls.attacker + (calls.scorer if scorer is not None and scorer is attacker else Calls())
+        rows.append(
+            Estimate(
+                t.name, len(items), sent.prompt_tokens, sent.completion_tokens, sent.cost(t), priced(t), len(judged),
+                judge_load, judge_load.cost(judge) if judge else 0.0, len(searches.get(t.name, [])),
+                attacker_load, attacker_load.cost(attacker) if attacker else 0.0, calls.target, calls.target.cost(t),
+                lat, duration_s(sent, len(items), lat.seconds, t.limits), searching,
+            )
+        )  # fmt: skip
+
+    def helper(h: Target | None, calls: Calls, seconds: float) -> HelperEstimate | None:
+        return None if h is None else HelperEstimate(h.name, calls, calls.cost(h), priced(h), latency[h.name], seconds)
+
+    grading_s = duration_s(grading, grading.calls, latency[judge.name].seconds, judge.limits) if judge else 0.0
+    searching_s = sum(r.search_duration_s for r in rows)
+    return PlanEstimate(
+        tuple(rows),
+        helper(judge, sum((r.judge for r in rows), Calls()), grading_s),
+        helper(attacker, sum((r.attacker for r in rows), Calls()), searching_s),
+        scorer.name if scorer and attacker else None,
+        sum(r.judged_trials for r in rows),
+        any(needs_judge(p.pass_if.spec) for _, p in suite.probes()),
+        sum(r.searches for r in rows),
+        max((r.duration_s for r in rows), default=0.0) + searching_s + grading_s,
+    )

@@ -110,23 +110,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _note(self) -> None:
+        if self.server.record:
+            with self.server.lock:
+                self.server.calls.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._note()
         if self.path.rstrip("/").endswith("/stats"):
             with self.server.lock:
                 self._send(Scripted({"requests": self.server.count}))
-        elif self.path.rstrip("/").endswith("/models"):
+        elif self.path.rstrip("/").endswith("/models") and self.server.models:
             self._send(Scripted({"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}))
         else:
             self._send(Scripted(error_body(404, "not found"), status=404))
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self._note()
         length = int(self.headers.get("Content-Length") or 0)
         try:
             request = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
             self._send(Scripted(error_body(400, "request body is not JSON"), status=400))
             return
-        path = self.path.rstrip("/")
+        path = self.path.split("?", 1)[0].rstrip("/")
         if path.endswith("/chat/completions"):
             responder = self.server.responder
         elif path.endswith("/completions") and self.server.completions is not None:
@@ -146,6 +153,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            try:
+                request.settimeout(10)
+                request = self.tls.wrap_socket(request, server_side=True)
+            except OSError:  # a client that does not trust the certificate hangs up mid-handshake
+                return
+        super().finish_request(request, client_address)
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
@@ -158,6 +174,9 @@ class _Server(ThreadingHTTPServer):
         self.record = record
         self.count = 0
         self.requests: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, str, dict[str, str]]] = []
+        self.models = True
+        self.tls: Any = None  # an ssl.SSLContext: each connection is wrapped in its own thread
         self.lock = threading.Lock()
 
 
@@ -178,16 +197,38 @@ class ChatServer:
     ) -> None:
         self._server = _Server(responder, model_name, record, completions)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._scheme = "http"
 
     @property
     def url(self) -> str:
         port = self._server.server_address[1]
-        return f"http://127.0.0.1:{port}/v1"
+        return f"{self._scheme}://127.0.0.1:{port}/v1"
+
+    def with_tls(self, certfile: str, keyfile: str) -> ChatServer:
+        """Serve HTTPS with this certificate (before start), as an endpoint behind a private CA does."""
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        self._server.tls = context
+        self._scheme = "https"
+        return self
 
     @property
     def count(self) -> int:
         with self._server.lock:
             return self._server.count
+
+    @property
+    def calls(self) -> list[tuple[str, str, dict[str, str]]]:
+        """Every HTTP request received (method, path with query, headers by lower-case name), when recording."""
+        with self._server.lock:
+            return list(self._server.calls)
+
+    def without_models(self) -> ChatServer:
+        """Answer GET /models with 404, as a base_url that is not the API root does."""
+        self._server.models = False
+        return self
 
     @property
     def requests(self) -> list[dict[str, Any]]:

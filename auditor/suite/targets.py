@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import Issue, SuiteError, UnknownName, UsageError
+from auditor.errors import Issue, SuiteError, UnknownName, UsageError, clip
 from auditor.records import Limits, Target
 from auditor.suite.files import located, raise_if, validate
 
@@ -76,6 +78,26 @@ def _target_issues(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
                     "printed in reports: remove them and give the key with api_key_env",
                 )
             )
+        found += _header_issues(t, f"/targets/{i}")
+    return found
+
+
+SECRET_HEADER_WORDS = ("authorization", "key", "token", "secret", "password", "cookie")
+
+
+def _header_issues(t: dict[str, Any], where: str) -> list[tuple[str, str]]:
+    """Headers that would store a credential, clash, or an api-key auth without a key."""
+    found: list[tuple[str, str]] = []
+    for name in t.get("headers", {}):
+        if any(word in name.lower() for word in SECRET_HEADER_WORDS):
+            message = f"header '{name}' looks like a credential and would be stored in the archive: move it to "
+            message += f'headers_env ("{name}": "ENV_VAR_NAME")'
+            found.append((f"{where}/headers/{name.replace('~', '~0')}", message))
+    clashes = {n.lower() for n in t.get("headers", {})} & {n.lower() for n in t.get("headers_env", {})}
+    for name in sorted(clashes):
+        found.append((f"{where}/headers_env", f"header '{name}' is set in both headers and headers_env"))
+    if t.get("auth") == "api-key" and not t.get("api_key_env"):
+        found.append((f"{where}/auth", "auth api-key sends the key from api_key_env, which is not set"))
     return found
 
 
@@ -99,6 +121,10 @@ def build_target(t: dict[str, Any]) -> Target:
         ),
         facts=tuple(sorted(t.get("facts", {}).items())),
         classifier=_classifier(t.get("classifier")),
+        headers=tuple(sorted(t.get("headers", {}).items())),
+        headers_env=tuple(sorted(t.get("headers_env", {}).items())),
+        api_version=t.get("api_version"),
+        auth=t.get("auth", "bearer"),
     )
 
 
@@ -117,18 +143,35 @@ def _classifier(c: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(settings.items()))
 
 
-_OPTION_KEYS = ("name", "base_url", "model", "api_key_env", "system_prompt")
+_OPTION_KEYS = ("name", "base_url", "model", "api_key_env", "system_prompt", "api_version", "auth")
+_OPTION_LIMITS = {"concurrency": int, "timeout_s": float, "max_retries": int, "requests_per_minute": float,
+                  "tokens_per_minute": float}  # fmt: skip
+_OPTION_FACTS = {"price_input_per_mtok": float, "price_output_per_mtok": float, "vendor": str}
 
 
 def parse_target_option(text: str) -> dict[str, Any]:
-    """Parse `--target name=x,base_url=URL,model=m[,api_key_env=VAR]` into a targets-file entry."""
+    """Parse `--target name=x,base_url=URL,model=m[,api_key_env=VAR][,concurrency=4][,price_input_per_mtok=2.5]...`
+    into a targets-file entry: limits and prices go where a targets file puts them."""
     entry: dict[str, Any] = {}
+    keys = (*_OPTION_KEYS, *_OPTION_LIMITS, *_OPTION_FACTS)
     for part in text.split(","):
         key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in _OPTION_KEYS:
-            raise UnknownName("--target key", key or part, _OPTION_KEYS)
-        entry[key] = value.strip()
+        key, value = key.strip(), value.strip()
+        if not sep or key not in keys:
+            close = difflib.get_close_matches(key, keys, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"unknown --target key '{clip(key or part, 80)}'{hint}; keys: {', '.join(keys)}")
+        if key in _OPTION_KEYS:
+            entry[key] = value
+            continue
+        group, kind = ("limits", _OPTION_LIMITS[key]) if key in _OPTION_LIMITS else ("facts", _OPTION_FACTS[key])
+        try:
+            number = kind(value)
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError(value)
+        except ValueError:
+            raise UsageError(f"--target {key}={value}: not a{'n integer' if kind is int else ' number'}") from None
+        entry.setdefault(group, {})[key] = number
     return entry
 
 
