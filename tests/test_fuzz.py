@@ -88,8 +88,8 @@ SUITE_CASES: list[tuple[str, str, str]] = [
     ("surrogate-key", json.dumps(MINI_SUITE).replace('"owner"', '"own\\udfffer"'), "lone surrogate"),
     ("seed-2-63", json.dumps(suite_with(defaults__seed=2**63 - 1)), "is greater than the maximum of 4294967295"),
     ("negative-seed", json.dumps(suite_with(defaults__seed=-1)), "is less than the minimum of 0"),
-    ("id-trailing-newline", json.dumps(suite_with(suite__id="mini\n")), "does not match"),
-    ("probe-id-trailing-newline", json.dumps(suite_with(probe__id="lockpick\n")), "does not match"),
+    ("id-trailing-newline", json.dumps(suite_with(suite__id="mini\n")), "an id uses lower-case letters"),
+    ("probe-id-trailing-newline", json.dumps(suite_with(probe__id="lockpick\n")), "an id uses lower-case letters"),
     (
         "million-combinations",
         json.dumps(

@@ -104,13 +104,13 @@ def run(
         chosen = choose(targets_file, target_opts, judge_name, attacker_name)
         targets = [t.with_limits(limits) for t in chosen.audited]
         judge, attacker = chosen.judge, chosen.attacker
-        if not quiet:
-            helpers = [f"{role} {h.name}" for role, h in (("judge", judge), ("attacker", attacker)) if h]
-            aside = f" ({' and '.join(helpers)}: helpers, not audited)" if helpers else ""
-            click.echo(f"auditing {', '.join(t.name for t in targets)}{aside}", err=True)
         run_dir = pipeline.start_run(
             suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items)
         )
+        if not quiet:
+            helpers = [f"{role} {h.name}" for role, h in (("judge", judge), ("attacker", attacker)) if h]
+            aside = f" ({' and '.join(helpers)}: helpers, not audited)" if helpers else ""
+            click.echo(f"run {run_dir.run_id}: auditing {', '.join(t.name for t in targets)}{aside}", err=True)
     outcome = _execute(run_dir, quiet, not no_cache, max_cost)
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
