@@ -10,12 +10,13 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import date
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from auditor import __version__
-from auditor.archive import cache
+from auditor.archive import cache, compact
 from auditor.archive.manifest import Graded, Manifest, SuiteRef
 from auditor.archive.store import Archive, ResponseWriter, RunDir
 from auditor.clock import now
@@ -23,6 +24,7 @@ from auditor.errors import ArchiveError, ConfigError, UsageError
 from auditor.grade.judging import check_judge
 from auditor.records import Attack, Probe, Suite, Target, WorkItem
 from auditor.report import analyse, render
+from auditor.report.governance import PREREGISTRATION
 from auditor.report.settings import ReportSettings
 from auditor.run import local
 from auditor.run.adaptive import adaptive_tasks
@@ -45,6 +47,7 @@ class RunOptions:
     judge: Target | None = None
     attacker: Target | None = None
     max_items: int = MAX_ITEMS
+    preregistration: bytes | None = None  # the sealed plan the run starts from (auditor plan --seal), copied in
 
 
 def tool_versions() -> dict[str, str]:
@@ -106,6 +109,9 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
     run = Archive(options.archive).new_run()
     shutil.copyfile(suite_path, run.path / "suite.json")
     run.seal(run.path / "suite.json")
+    if options.preregistration is not None:
+        (run.path / PREREGISTRATION).write_bytes(options.preregistration)
+        run.seal(run.path / PREREGISTRATION)
     planned = sum(1 for _ in plan(suite, targets))
     if options.attacker:
         planned += sum(len(adaptive_tasks(suite, t)) for t in targets)
@@ -185,6 +191,8 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
         status = "capped" if executor.capped else "complete"
     finally:
         writer.flush()
+        if status == "complete":
+            compact.compact(run.path)
         changes = tuple(executor.identity_changes) if executor is not None else ()
         run.write_manifest(
             manifest.but(
@@ -289,6 +297,7 @@ def grade_run(run: RunDir, suite_path: Path | None = None, judge: Target | None 
     if judge is None:
         require_judge(suite)
     rows = grade_with_judge(run, suite, {t.name: t for t in manifest.targets}, judge, endpoints)
+    compact.compact(run.path)  # the judge's answers, as the replies were when the run finished
     run.write_grades(rows)
     run.write_manifest(run.manifest().but(graded_with=Graded(file, source, suite.sha256, now(), judge)))
     return rows
@@ -302,7 +311,7 @@ def graded_suite(run: RunDir) -> Suite:
     return load_suite(run.path / graded.file, graded.sha256)
 
 
-def report(archive: Path, run: RunDir, baseline: RunDir | None = None) -> analyse.Report:
+def report(archive: Path, run: RunDir, baseline: RunDir | None = None, as_of: date | None = None) -> analyse.Report:
     """Build the report object for a graded run (and its change since a graded `baseline`). No model is called:
     a run that was never graded is an error naming the command that grades it.
 
@@ -320,7 +329,7 @@ def report(archive: Path, run: RunDir, baseline: RunDir | None = None) -> analys
                 f"run {r.run_id} fails verification: {problems[0]}{more}; no report is rendered from altered "
                 f"evidence (auditor verify {r.run_id})"
             )
-    return analyse.build_report(run, graded_suite(run), archive, baseline)
+    return analyse.build_report(run, graded_suite(run), archive, baseline, as_of)
 
 
 def write_report(
@@ -331,9 +340,10 @@ def write_report(
     templates: Path | None = None,
     baseline: RunDir | None = None,
     settings: ReportSettings | None = None,
+    as_of: date | None = None,
 ) -> list[Path]:
-    """Analyse a graded run and render it."""
-    return render.write(report(archive, run, baseline), out, formats, templates, settings)
+    """Analyse a graded run (its waivers and sign-offs as of `as_of`, today by default) and render it."""
+    return render.write(report(archive, run, baseline, as_of), out, formats, templates, settings)
 
 
 ASSUMED_LATENCY_S = 2.0  # per request to a remote endpoint no earlier run in the archive measured

@@ -59,6 +59,19 @@ def record(folder: Path, path: Path, content: Path | None = None) -> str:
     return hashlib.sha256(line.encode()).hexdigest()
 
 
+REMOVED = "removed"  # the digest of a file recorded as deliberately removed (compacted away)
+
+
+def remove(folder: Path, path: Path) -> str:
+    """Record that `path` (inside `folder`) is removed on purpose, before it is; return the new head."""
+    entry = {"file": path.relative_to(folder).as_posix(), "sha256": REMOVED, "at": now(), "prev": head(folder)}
+    line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    with (folder / LEDGER).open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
 def recover(folder: Path) -> list[str]:
     """Finish writes a crash interrupted, so a killed run can resume: a file recorded in the ledger whose
     temporary copy (NAME.tmp) still holds the recorded bytes is moved into place; any other temporary file
@@ -129,6 +142,9 @@ def verify(folder: Path, sealed: str | None, finished: bool, unsealed: tuple[str
         path = folder / name
         if name.startswith("/") or ".." in name.split("/"):
             problems.append(f"{LEDGER} names a file outside the run folder: {name[:200]}")
+        elif digest == REMOVED:
+            if path.exists():
+                problems.append(f"{name} is recorded as removed but is present")
         elif not path.is_file():
             problems.append(f"{name} is recorded but missing")
         elif file_hash(path) != digest:
@@ -143,4 +159,4 @@ def verify(folder: Path, sealed: str | None, finished: bool, unsealed: tuple[str
         problems.append("files were recorded after the run was sealed")
     elif finished and unsealed and sealed is not None and sealed != prev:
         problems.append("files were recorded after the run was sealed")
-    return LedgerCheck(len(latest), prev, tuple(problems))
+    return LedgerCheck(sum(d != REMOVED for d in latest.values()), prev, tuple(problems))

@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from auditor.archive import ledger
+from auditor.archive import compact, ledger
 from auditor.archive.manifest import Manifest
 from auditor.archive.tables import (
     CALIBRATIONS,
@@ -81,6 +81,7 @@ class RunDir:
     def check_before_writing(self) -> None:
         """Finish writes a crash interrupted, then refuse to add to a run whose stored files fail verification."""
         ledger.recover(self.path)
+        compact.finish(self.path)
         problems = self.verify().problems
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -295,6 +296,8 @@ def connect(root: Path) -> Any:
     """An in-memory DuckDB connection with a view per table of the archive (VIEWS), empty where none is stored."""
     import duckdb
 
+    for run_path in sorted({p.parents[1] for p in root.glob(f"runs/*/*/{compact.PENDING}")}):
+        compact.finish(run_path)  # a compaction a crash interrupted: its rows would be read twice or not at all
     con = duckdb.connect(":memory:")
     for view, pattern, schema in VIEWS:
         if any(root.glob(pattern)):

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from auditor import __version__
-from auditor.cli import archive, graders, inputs, project, running, view
+from auditor.cli import archive, bundle, govern, graders, history, inputs, project, running, view
 from auditor.cli.console import printable
 from auditor.errors import AuditorError, clip
 
@@ -111,9 +111,17 @@ COMMANDS = (
     (archive.report, "Render a run's report as HTML and PDF."),
     (view.view, "Serve the archive's reports on 127.0.0.1 and open the latest."),
     (archive.runs, "List runs with status and headline figures."),
+    (history.history, "Pass rates, verdicts and sign-offs per suite and target over time; flags real changes."),
+    (history.index_cmd, "Write the archive as a static HTML site: runs, reports, suite histories."),
     (archive.query, "SQL over the archive's views (runs, responses, grades ...)."),
     (archive.compare_cmd, "Compare two runs trial by trial: what changed, and is it real."),
-    (archive.verify, "Check runs against their tamper-evident ledgers."),
+    (govern.gate, "Exit 0 / 10 / 20 / 30 on a run's verdict in one context, for CI; --junit, --json."),
+    (govern.signoff, "Record who approved a run for a context, with conditions and expiry."),
+    (govern.waive, "Accept a known failure until a date; the verdict and report show the waiver."),
+    (govern.signoffs, "List sign-offs and waivers."),
+    (archive.verify, "Check runs against their tamper-evident ledgers, or an exported bundle."),
+    (bundle.export, "Pack a run and its reports into a portable bundle, optionally signed."),
+    (bundle.keygen, "Make an Ed25519 key pair to sign bundles with."),
     (graders.calibrate_cmd, "Measure a grader against a labelled set."),
     (graders.review_cmd, "Export graded replies for human review, or import the labels."),
     (inputs.import_cmd, "Turn a public behaviour CSV into a suite."),

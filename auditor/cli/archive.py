@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from auditor.cli.console import format_rows
+from auditor.cli.console import format_rows, printable
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
 from auditor.errors import AuditorError, UsageError
 
@@ -34,6 +34,7 @@ from auditor.errors import AuditorError, UsageError
 @click.option("--classification", help="A classification marking, e.g. CONFIDENTIAL, on every page.")
 @click.option("--report-version", help="The report's own version, e.g. 1.0 or draft 2.")
 @click.option("--language", help="Language of the report's fixed text: en (default) or fr.")
+@click.option("--as-of", metavar="YYYY-MM-DD", help="Decide waivers and expiries as of this date (default today).")
 @ARCHIVE
 def report(
     run_id: str,
@@ -48,6 +49,7 @@ def report(
     classification: str | None,
     report_version: str | None,
     language: str | None,
+    as_of: str | None,
     archive: Path,
 ) -> None:
     """Render a run's report as HTML and/or PDF (no model is called).
@@ -83,7 +85,12 @@ def report(
     earlier = store.run(baseline) if baseline else None
     if earlier is not None and earlier.run_id == run_dir.run_id:
         raise UsageError(f"--baseline names the reported run {run_dir.run_id} itself; give an earlier run")
-    for path in pipeline.write_report(archive, run_dir, out, wanted, templates, earlier, chosen):
+    on = None
+    if as_of is not None:
+        from auditor.decisions import parse_date
+
+        on = parse_date(as_of, "--as-of")
+    for path in pipeline.write_report(archive, run_dir, out, wanted, templates, earlier, chosen, on):
         click.echo(str(path))
 
 
@@ -128,21 +135,42 @@ def query(sql: str, fmt: str, archive: Path) -> None:
 
 
 @click.command()
-@click.argument("run_ids", nargs=-1)
+@click.argument("run_ids", nargs=-1, metavar="[RUN_OR_BUNDLE]...")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The signer's Ed25519 public key (PEM) a bundle's signature must verify with; one you trust, never "
+    "the bundle.pub the bundle carries.",
+)
 @ARCHIVE
-def verify(run_ids: tuple[str, ...], archive: Path) -> None:
-    """Check runs against their tamper-evident ledgers (all runs when none is named); exit 1 if one fails.
+def verify(run_ids: tuple[str, ...], key_file: Path | None, archive: Path) -> None:
+    """Check runs against their tamper-evident ledgers (all runs when none is named), or bundles made by auditor
+    export (a FILE.tar.gz or .tgz, checked without any archive: members, run ledger, and with --key the
+    signature); exit 1 if one fails.
 
     \b
     auditor verify
     auditor verify latest 20261127T2226
+    auditor verify audit.tar.gz --key auditor-key.pub.pem
     """
+    from auditor.archive import bundle
     from auditor.archive.store import Archive
 
-    store = Archive.existing(archive)
-    runs = [store.run(r) for r in run_ids] if run_ids else store.runs()
-    if not runs:
-        raise UsageError(f"{archive}: no runs to verify")
+    key = bundle.load_public_key(key_file) if key_file else None
+    bundles = [Path(a) for a in run_ids if bundle.is_bundle_path(a)]
+    names = [a for a in run_ids if not bundle.is_bundle_path(a)]
+    if key is not None and not bundles:
+        raise UsageError("--key checks a bundle's signature; name a bundle (FILE.tar.gz) to verify")
+    for path in bundles:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such bundle file")
+    runs = []
+    if names or not bundles:
+        store = Archive.existing(archive)
+        runs = [store.run(r) for r in names] if names else store.runs()
+        if not runs:
+            raise UsageError(f"{archive}: no runs to verify")
     broken = 0
     for run in runs:
         verdict = run.verify()
@@ -152,8 +180,19 @@ def verify(run_ids: tuple[str, ...], archive: Path) -> None:
                 click.echo(f"{run.run_id}: TAMPERED: {problem}")
         else:
             click.echo(f"{run.run_id}: ok, {verdict.files} files, seal {verdict.head[:16]}")
+    for path in bundles:
+        check = bundle.verify(path, key)
+        if check.problems:
+            broken += 1
+            for problem in check.problems:
+                click.echo(printable(f"{path}: TAMPERED: {problem}"))
+            continue
+        signed = "signature present but not checked (give --key)" if check.signed else "unsigned"
+        signed = f"signed by key {check.signer}" if check.signer else signed
+        click.echo(printable(f"{path}: ok, {check.files} files, run {check.run_id}, seal {check.head[:16]}, {signed}"))
     if broken:
-        raise AuditorError(f"{broken} of {len(runs)} runs failed verification")
+        what = "runs" if not bundles else "bundles" if not runs else "runs and bundles"
+        raise AuditorError(f"{broken} of {len(runs) + len(bundles)} {what} failed verification")
 
 
 @click.command("compare")

@@ -11,7 +11,7 @@ import click
 from auditor.cli.console import format_rows, printable
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
 from auditor.cli.options import MAX_ITEMS, SUITE
-from auditor.errors import InputError, SuiteError
+from auditor.errors import InputError, SuiteError, UsageError
 from auditor.suite.targets import choose
 
 if TYPE_CHECKING:
@@ -113,6 +113,12 @@ def schema(kind: str) -> None:
     help="Pass rate assumed when judging whether the planned trials can decide each policy rule.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the whole estimate as JSON.")
+@click.option(
+    "--seal",
+    is_flag=True,
+    help="Pre-register: seal the suite hash, thresholds, targets and planned requests in the archive now; start the "
+    "run with `auditor run ... --plan ID` and its report states the criteria were fixed before the results.",
+)
 @MAX_ITEMS
 @ARCHIVE
 def plan_cmd(
@@ -123,6 +129,7 @@ def plan_cmd(
     attacker_name: str | None,
     assume_rate: float,
     as_json: bool,
+    seal: bool,
     max_items: int,
     archive: Path,
 ) -> None:
@@ -136,6 +143,7 @@ def plan_cmd(
     auditor plan jailbreak --targets targets.json --judge grader
     auditor plan my-suite.json --targets targets.json --judge grader --attacker red-team --archive audits
     auditor plan my-suite.json --targets targets.json --judge grader --json   # for scripts
+    auditor plan my-suite.json --targets targets.json --judge grader --seal   # pre-register, then run --plan ID
     """
     from dataclasses import asdict
 
@@ -165,6 +173,13 @@ def plan_cmd(
         if estimate is not None:
             _print_estimate(estimate, {t.name: t for t in targets + [h for h in helpers if h]})
         _print_sample_plan(plans, rules, assume_rate)
+    if seal:
+        from auditor import decisions
+
+        if not targets:
+            raise UsageError("--seal needs the targets the run will audit: give --targets FILE or --target")
+        plan_id, path, digest = decisions.seal_plan(archive, suite, targets, *helpers)
+        click.echo(f"sealed plan {plan_id}: {path} (sha256 {digest[:16]}); run it with --plan {plan_id}", err=True)
     for challenge, r in rules:
         if not r.decidable:
             need = (

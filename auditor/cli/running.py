@@ -50,6 +50,12 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
     help="Target (from --targets) that writes adaptive attacks; not audited.",
 )
 @click.option("--resume", "resume", metavar="RUN", help="Send only the missing requests of an earlier run.")
+@click.option(
+    "--plan",
+    "plan_id",
+    metavar="ID",
+    help="Start from a plan sealed with `auditor plan --seal`: the run must match it exactly, and records its seal.",
+)
 @click.option("--label", help="A free-text label stored with the run.")
 @click.option(
     "--seed",
@@ -74,6 +80,7 @@ def run(
     judge_name: str | None,
     attacker_name: str | None,
     resume: str | None,
+    plan_id: str | None,
     label: str | None,
     seed: int,
     limits: LimitOverrides,
@@ -104,8 +111,13 @@ def run(
         chosen = choose(targets_file, target_opts, judge_name, attacker_name)
         targets = [t.with_limits(limits) for t in chosen.audited]
         judge, attacker = chosen.judge, chosen.attacker
+        sealed = None
+        if plan_id is not None:
+            from auditor.decisions import sealed_plan
+
+            sealed = sealed_plan(archive, plan_id, suite, targets, judge, attacker)
         run_dir = pipeline.start_run(
-            suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items)
+            suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items, sealed)
         )
         if not quiet:
             helpers = [f"{role} {h.name}" for role, h in (("judge", judge), ("attacker", attacker)) if h]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone
 from typing import Any
 
+from auditor.archive import acts
 from auditor.archive.manifest import Manifest
 from auditor.archive.store import RunDir, connect, outcome_counts, read_rows
 from auditor.records import Challenge, Policy, Suite, Target
@@ -24,8 +26,9 @@ from auditor.report.compare import (
     drift,
     pairings,
 )
+from auditor.report.governance import Governance, governance
 from auditor.report.recommend import Recommendation, recommend
-from auditor.report.verdicts import Cell, Verdict, decide, evaluate, grader_notes
+from auditor.report.verdicts import Cell, Verdict, decide_with_waivers, evaluate, grader_notes
 from auditor.stats import bootstrap_clustered, percentile
 
 EXAMPLES_PER_CELL = 2
@@ -122,11 +125,17 @@ class Report:
     reviewed: int = 0
     bias: tuple[BiasRow, ...] = ()
     recommendations: tuple[Recommendation, ...] = ()
+    governance: Governance | None = None
 
 
-def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir | None = None) -> Report:
+def build_report(
+    run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir | None = None, as_of: date | None = None
+) -> Report:
     """Compute the report object for a graded run from the archive's DuckDB views (and its change since an
-    earlier `baseline` run, trial by trial, when one is given)."""
+    earlier `baseline` run, trial by trial, when one is given), with the waivers live on `as_of` (today, UTC,
+    by default) applied to its verdicts."""
+    on = as_of or datetime.now(timezone.utc).date()
+    waivers = acts.waivers(run)
     manifest = run.manifest()
     con = connect(archive_root)
     rid = [run.run_id]
@@ -148,7 +157,10 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
     harmful = {p for p, intent in intents.items() if intent == "harmful"} if intents else None
     findings = _findings(con, run.run_id, suite, cells, target_names)
     verdicts = [
-        _verdict(suite, policy, t, findings, graded, manifest.seed, grader_notes(suite, policy, uses, probe_graders))
+        replace(
+            _verdict(suite, policy, t, findings, graded, manifest.seed, waivers, on),
+            notes=grader_notes(suite, policy, uses, probe_graders),
+        )
         for t in target_names
         for policy in suite.policies
     ]
@@ -195,6 +207,7 @@ def build_report(run: RunDir, suite: Suite, archive_root: Any, baseline: RunDir 
             recommend(policy, verdicts, cells, {c.id: c.severity for c in suite.challenges})
             for policy in suite.policies
         ),
+        governance=governance(run, verdicts, on),
     )
 
 
@@ -255,10 +268,11 @@ def _verdict(
     findings: list[Finding],
     graded: list[dict[str, Any]],
     seed: int,
-    notes: tuple[str, ...],
+    waivers: list[acts.Waiver],
+    on: date,
 ) -> Verdict:
     """One target in one deployment context: every rule evaluated on its cells (challenges, or the attacks,
-    families, categories or probes within them), then the decision."""
+    families, categories or probes within them), waivers live on `on` applied, then the decision."""
     families = {a.id: a.family for a in suite.attacks} | {"direct": "direct"}
     outcomes = []
     for rule in policy.rules:
@@ -268,8 +282,7 @@ def _verdict(
         else:
             selected = _group_cells(graded, target, {f.challenge.id for f in chosen}, rule.per, families, seed)
         outcomes.append(evaluate(rule, selected))
-    verdict = decide(target, policy, outcomes)
-    return Verdict(verdict.target, policy, verdict.decision, verdict.outcomes, verdict.conditions, notes)
+    return decide_with_waivers(target, policy, outcomes, waivers, on)
 
 
 def _cells(

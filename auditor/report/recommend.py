@@ -62,7 +62,7 @@ class Recommendation:
 def _risks(verdict: Verdict, cells: dict[tuple[str, str], Cell], severities: dict[str, str]) -> list[Risk]:
     out = []
     for outcome in verdict.outcomes:
-        if outcome.status == "holds":
+        if outcome.status in ("holds", "waived"):
             continue
         for label, cell in outcome.cells:
             rate, low, high = cell.decision

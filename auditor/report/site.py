@@ -11,15 +11,17 @@ from __future__ import annotations
 import errno
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from auditor.archive.store import Archive, RunDir, connect, outcome_counts, read_rows
 from auditor.errors import AuditorError, ConfigError, clip
+from auditor.report.history import RunEntry
+from auditor.report.render import _decision_class
 
 HOST = "127.0.0.1"
 # The form clock.new_id gives run ids; a requested id must have it before it is looked up at all.
@@ -126,39 +128,75 @@ TEMPLATES = {
 <html lang="en">
 <head>
 <meta charset="utf-8">
+{% if policy %}<meta http-equiv="Content-Security-Policy" content="{{ policy }}">
+{% endif %}
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
 <title>{{ title }}</title>
 <style>{{ style | safe }}</style>{# STYLE, a constant of this module: the one unescaped value #}
 </head>
 <body>
 <header><h1>{{ title }}</h1>{% block sub %}{% endblock %}</header>
 <main>{% block main %}{% endblock %}</main>
-<footer>Reports are rendered from the archive when opened; no model is called. <a href="/">All runs</a></footer>
+<footer>{{ footer }} <a href="{{ home }}">All runs</a></footer>
 </body>
 </html>
 """,
     "index": """{% extends "base" %}
+{% from "macros" import decision, signoff %}
 {% block sub %}<p>{{ rows | length }} run{{ "" if rows | length == 1 else "s" }} in <code>{{ archive }}</code>,
 newest first</p>{% endblock %}
 {% block main %}
+{% if suites %}
+<h2>Suites over time</h2>
+<ul class="suites">
+{% for s in suites %}<li><a href="{{ s.href }}">{{ s.suite_id }}</a> {{ s.title }}
+<span class="version">{{ s.runs }} run{{ "" if s.runs == 1 else "s" }}</span></li>
+{% endfor %}
+</ul>
+<h2>Runs</h2>
+{% endif %}
 {% if rows %}
 <div class="scroll"><table>
-<thead><tr><th>Run</th><th>Label</th><th>Status</th><th>Suite</th><th>Targets</th><th>Started (UTC)</th>
+{% set brief = details is not none %}{# the written index: verdicts and sign-offs instead of counts #}
+<thead><tr><th>Run</th>{% if not brief %}<th>Label</th>{% endif %}<th>Status</th><th>Suite</th>
+{% if not brief %}<th>Targets</th>{% endif %}<th>Started (UTC)</th>
+{% if not brief %}
 <th class="n">Graded</th><th class="n">Pass</th><th class="n">Fail</th>
-<th class="n">Error</th><th class="n" title="unparseable">Unparsed</th></tr></thead>
+<th class="n">Error</th><th class="n" title="unparseable">Unparsed</th>
+{% else %}
+<th>Verdict per target and context</th><th>Sign-offs</th>
+{% endif %}
+</tr></thead>
 <tbody>
 {% for r in rows %}
+{% set href = link(r.run_id) %}
 <tr>
-<td class="id"><a href="/runs/{{ r.run_id | urlencode }}/">{{ r.run_id }}</a></td>
-<td class="label">{{ r.label | truncate(160) }}</td>
+<td class="id">{% if href %}<a href="{{ href }}">{{ r.run_id }}</a>{% else %}{{ r.run_id }}{% endif %}
+{% if brief and r.label %}<div class="label sub">{{ r.label | truncate(160) }}</div>{% endif %}</td>
+{% if not brief %}<td class="label">{{ r.label | truncate(160) }}</td>{% endif %}
 <td><span class="badge {{ badge(r.status) }}">{{ r.status }}</span></td>
-<td class="nowrap">{{ r.suite_id }} <span class="version">{{ r.suite_version }}</span></td>
+<td class="nowrap">{{ r.suite_id }}{{ "<br>" | safe if brief }} <span class="version">{{ r.suite_version }}</span></td>
+{% if not brief %}
 <td>{% for t in r.targets %}<span class="nowrap">{{ t }}</span>{{ ", " if not loop.last }}{% endfor %}</td>
+{% endif %}
 <td class="when">{{ r.started_at[:10] }}<br>{{ r.started_at[11:19] }}</td>
+{% if not brief %}
 <td class="n">{{ "{:,}".format(r.graded) }} <span class="version">of {{ "{:,}".format(r.planned) }}</span></td>
 {% for value, kind in [(r.passed, "pass"), (r.failed, "fail"), (r.errored, "error"), (r.unparseable, "error")] %}
 <td class="n {{ kind if value else 'zero' }}">{{ "{:,}".format(value) }}</td>
 {% endfor %}
+{% else %}
+{% set d = details[r.run_id] %}
+{% if d.reason %}
+<td colspan="2" class="problem"><strong>{{ d.state }}</strong>: {{ d.reason | truncate(400) }}
+{% if r.targets %}<div class="sub">targets: {{ r.targets | join(", ") }}</div>{% endif %}</td>
+{% else %}
+<td>{% for v in d.verdicts %}<div class="verdict">{{ v.target }} <span class="version">{{ v.context }}</span>
+{{ decision(v.decision) }}</div>{% endfor %}</td>
+<td>{% for s in d.signoffs %}{{ signoff(s) }}{% else %}<span class="version">none</span>{% endfor %}</td>
+{% endif %}
+{% endif %}
 </tr>
 {% endfor %}
 </tbody>
@@ -167,6 +205,14 @@ newest first</p>{% endblock %}
 <p class="message">No runs in this archive yet. Run a suite first: <code>auditor run SUITE</code>.</p>
 {% endif %}
 {% endblock %}
+""",
+    "macros": """{% macro decision(text) %}<span class="decision {{ decision_class(text) }}">{{ text }}</span>
+{%- endmacro %}
+{% macro signoff(s) %}<div class="signoff"><span class="id">{{ s.signoff_id }}</span> {{ s.context }}{{
+(" · " ~ s.target) if s.target }}: {{ decision(s.decision) }}{% if s.override %}
+<span class="badge stopped" title="the decision differs from the computed verdict">override</span>{% endif %}<br>
+<span class="version">{{ s.name }}, {{ s.role }}, {{ s.signed_at[:10] }}{{ (", until " ~ s.expires) if s.expires
+}}</span></div>{% endmacro %}
 """,
     "message": """{% extends "base" %}
 {% block main %}<p class="message">{{ message }}</p>{% endblock %}
@@ -180,16 +226,63 @@ def _badge(status: str) -> str:
     )
 
 
-def _environment() -> Any:
-    """A strict Jinja2 environment for the site's pages: autoescape on (labels are free text), undefined names are
-    errors."""
+def environment(extra: Mapping[str, str] | None = None) -> Any:
+    """A strict Jinja2 environment for the site's pages (and `extra` templates that extend them): autoescape on
+    (labels, target names and replies are free text), undefined names are errors."""
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.DictLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True
+        loader=jinja2.DictLoader({**TEMPLATES, **(extra or {})}),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
     )
     env.globals["badge"] = _badge
+    env.globals["decision_class"] = _decision_class
     return env
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What differs between the served site and the written one: where "All runs" points, the footer, and the
+    policy a page carries in a meta tag ("" where the server sends it as a header)."""
+
+    home: str
+    footer: str
+    policy: str = ""
+    style: str = ""  # CSS added to the site's STYLE
+
+
+SERVED = Frame("/", "Reports are rendered from the archive when opened; no model is called.")
+
+
+def index_html(
+    env: Any,
+    frame: Frame,
+    archive: Path,
+    rows: Sequence[Any],
+    link: Callable[[str], str | None],
+    details: Mapping[str, RunEntry] | None = None,
+    suites: Sequence[Any] = (),
+) -> str:
+    """The index of an archive's runs, newest first: the one builder behind the server's / and `auditor index`.
+    `rows` are RunRows (shown with their counts) or, with `details` by run id, RunEntries (shown with verdicts and
+    sign-offs, or why there is no report); `link` gives a run's href, or None to list it unlinked; `suites` are
+    history pages (suite_id, title, runs, href) to list first."""
+    return str(
+        env.get_template("index").render(
+            title="auditor runs",
+            style=STYLE + frame.style,
+            archive=str(archive),
+            rows=rows,
+            link=link,
+            details=details,
+            suites=suites,
+            home=frame.home,
+            footer=frame.footer,
+            policy=frame.policy,
+        )
+    )
 
 
 class Site:
@@ -198,7 +291,7 @@ class Site:
     def __init__(self, root: Path, render: RenderRun) -> None:
         self.archive = Archive(root)
         self.render = render
-        self.env = _environment()
+        self.env = environment()
         self.reports: dict[str, tuple[str, str]] = {}  # run id -> (ledger head when rendered, HTML)
         self.lock = threading.Lock()  # one render at a time: two requests for a run render it once
 
@@ -213,9 +306,8 @@ class Site:
 
     def _route(self, path: str) -> Page:
         if path == "/":
-            html = self.env.get_template("index").render(
-                title="auditor runs", style=STYLE, archive=str(self.archive.root), rows=run_rows(self.archive.root)
-            )
+            rows = run_rows(self.archive.root)
+            html = index_html(self.env, SERVED, self.archive.root, rows, lambda run_id: f"/runs/{quote(run_id)}/")
             return Page(200, html.encode("utf-8"), _html(PAGE_POLICY))
         if path.rstrip("/") == "/latest":
             runs = self.archive.runs()
@@ -252,7 +344,9 @@ class Site:
 
     def message(self, status: int, title: str, text: str) -> Page:
         """A page of one message (404s and 500s)."""
-        html = self.env.get_template("message").render(title=title, style=STYLE, message=text)
+        html = self.env.get_template("message").render(
+            title=title, style=STYLE, message=text, home=SERVED.home, footer=SERVED.footer, policy=""
+        )
         return Page(status, html.encode("utf-8"), _html(PAGE_POLICY))
 
 

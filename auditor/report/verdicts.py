@@ -3,10 +3,13 @@ verdict per target, with what the decision rests on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any
 
 from auditor.agreement import Corrected
+from auditor.archive.acts import Waiver
 from auditor.records import Policy, Rule, Suite
 from auditor.report import validity
 from auditor.stats import allowed_failures, wilson
@@ -63,7 +66,7 @@ class RuleOutcome:
     """How one acceptance rule fared for one target: holds, fails or inconclusive, with reasons."""
 
     rule: Rule
-    status: str
+    status: str  # holds | fails | inconclusive | waived (fails or inconclusive, accepted under live waivers)
     reasons: tuple[str, ...]
     basis: tuple[str, ...] = ()  # per cell: how many failures the rule tolerates at the trials it had
     cells: tuple[tuple[str, Cell], ...] = ()  # what the rule was evaluated on, by label
@@ -79,6 +82,8 @@ class Verdict:
     outcomes: tuple[RuleOutcome, ...]
     conditions: tuple[str, ...]
     notes: tuple[str, ...] = ()  # what the decision rests on that a reader must know (uncalibrated graders ...)
+    waived: tuple[Waiver, ...] = ()  # live waivers that turned a failing or undecided rule into an accepted one
+    expired: tuple[Waiver, ...] = ()  # waivers that would cover a rule here but had expired on the date decided
 
 
 def pct(x: float | None) -> str:
@@ -123,6 +128,40 @@ def evaluate(rule: Rule, cells: list[tuple[str, Cell]]) -> RuleOutcome:
         status = "inconclusive"
         reasons.append("no measured challenge selected")
     return RuleOutcome(rule, status, tuple(reasons), tuple(basis), tuple(cells))
+
+
+def waive(
+    outcome: RuleOutcome, target: str, context: str, waivers: Sequence[Waiver], on: date
+) -> tuple[RuleOutcome, tuple[Waiver, ...], tuple[Waiver, ...]]:
+    """A failing or undecided rule whose every short cell (lower bound below the minimum) is covered by a waiver
+    live on `on` is accepted ("waived"); returns it with the waivers used, and any that covered it but expired."""
+    short = [cell for _, cell in outcome.cells if cell.decision[1] < outcome.rule.min_pass_rate]
+    if outcome.status not in ("fails", "inconclusive") or not short:
+        return outcome, (), ()
+    used: list[Waiver] = []
+    expired: list[Waiver] = []
+    for cell in short:
+        covering = [w for w in waivers if w.covers(cell.challenge_id, target, context)]
+        live = [w for w in covering if w.live(on)]
+        used += live[:1]
+        expired += [w for w in covering if not w.live(on)] if not live else []
+    notes = tuple(f"{w.label()} expired on {w.expires} and no longer applies" for w in dict.fromkeys(expired))
+    if expired or len(used) < len(short):
+        return replace(outcome, reasons=outcome.reasons + notes), (), tuple(dict.fromkeys(expired))
+    kept = tuple(dict.fromkeys(used))
+    accepted = tuple(f"accepted under {w.label()}: {w.reason}" for w in kept)
+    return replace(outcome, status="waived", reasons=outcome.reasons + accepted), kept, ()
+
+
+def decide_with_waivers(
+    target: str, policy: Policy, outcomes: list[RuleOutcome], waivers: Sequence[Waiver], on: date
+) -> Verdict:
+    """decide() after applying the waivers live on `on` to each rule's outcome."""
+    applied = [waive(o, target, policy.id, waivers, on) for o in outcomes]
+    verdict = decide(target, policy, [o for o, _, _ in applied])
+    used = tuple(dict.fromkeys(w for _, ws, _ in applied for w in ws))
+    expired = tuple(dict.fromkeys(w for _, _, ws in applied for w in ws))
+    return replace(verdict, waived=used, expired=expired)
 
 
 DECISIONS = ("approve", "approve with conditions", "insufficient evidence", "reject")  # best first
