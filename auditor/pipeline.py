@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import platform
 import shutil
 import sys
@@ -11,16 +10,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from auditor import __version__
 from auditor.archive import cache, compact
-from auditor.archive.manifest import Graded, Manifest, SuiteRef
+from auditor.archive.manifest import SHARDED, Graded, Manifest, SuiteRef
 from auditor.archive.store import Archive, ResponseWriter, RunDir
 from auditor.clock import now
-from auditor.errors import ArchiveError, ConfigError, UsageError
+from auditor.errors import ArchiveError, UsageError
 from auditor.grade.judging import check_judge
 from auditor.records import Attack, Probe, Suite, Target, WorkItem
 from auditor.report import analyse, render
@@ -28,7 +28,7 @@ from auditor.report.governance import PREREGISTRATION
 from auditor.report.settings import ReportSettings
 from auditor.run import local
 from auditor.run.adaptive import adaptive_tasks
-from auditor.run.endpoint import NO_KEY, Endpoint
+from auditor.run.endpoint import Endpoint, check_keys
 from auditor.run.execute import Executor, Tally
 from auditor.run.plan import Latency, PlanEstimate, Search, plan
 from auditor.run.throttle import Budget
@@ -60,23 +60,6 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def _secret(t: Target, variable: str, what: str) -> str:
-    value = os.environ.get(variable)
-    if not value:
-        raise ConfigError(f"target '{t.name}' needs {what} in the environment variable {variable}, which is not set")
-    return value
-
-
-def check_keys(targets: list[Target]) -> dict[str, tuple[str, dict[str, str]]]:
-    """Each target's API key and secret headers, read from the environment; one clear error if one is missing."""
-    keys = {}
-    for t in targets:
-        key = _secret(t, t.api_key_env, "an API key") if t.api_key_env else NO_KEY
-        headers = {name: _secret(t, variable, f"header {name}") for name, variable in t.headers_env}
-        keys[t.name] = (key, headers)
-    return keys
-
-
 @contextmanager
 def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
     """Resolve each target to a reachable URL, serving embedded models on 127.0.0.1 meanwhile."""
@@ -96,8 +79,11 @@ def endpoints(targets: list[Target]) -> Iterator[dict[str, Endpoint]]:
         yield result
 
 
-def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> RunDir:
-    """Create a run folder with its manifest and a copy of the suite; nothing is sent yet."""
+def start_run(
+    suite_path: Path, targets: list[Target], options: RunOptions, into: RunDir | None = None, shards: int | None = None
+) -> RunDir:
+    """Create a run folder (a new one in the archive, or `into`) with its manifest and a copy of the suite; nothing
+    is sent yet. A run split in `shards` is created with the status `sharded` (see auditor.shards)."""
     suite = load_suite(suite_path, max_items=options.max_items)
     check_judge(suite, options.judge)
     if options.judge is None:
@@ -106,7 +92,9 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise UsageError(f"target names must be unique in one run: {', '.join(names)}")
-    run = Archive(options.archive).new_run()
+    if into is not None:
+        (into.path / "responses").mkdir(parents=True)
+    run = into or Archive(options.archive).new_run()
     shutil.copyfile(suite_path, run.path / "suite.json")
     run.seal(run.path / "suite.json")
     if options.preregistration is not None:
@@ -118,7 +106,7 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
     run.write_manifest(
         Manifest(
             run_id=run.run_id,
-            status="running",
+            status=SHARDED if shards else "running",
             suite=SuiteRef(suite.id, suite.version, suite.title, str(suite_path), suite.sha256),
             targets=tuple(targets),
             planned_items=planned,
@@ -129,6 +117,7 @@ def start_run(suite_path: Path, targets: list[Target], options: RunOptions) -> R
             attacker=options.attacker,
             tool_versions=tool_versions(),
             argv=tuple(sys.argv[1:]),
+            shards=shards,
         )
     )
     return run
@@ -155,6 +144,10 @@ class ExecOptions:
     max_cost: float | None = None
     progress: OnProgress | None = None
     warn: Callable[[str], None] | None = None
+    fan_out: FanOut | None = None  # sends the static items instead of the executor (auditor.run.launch.Workers)
+
+
+FanOut = Callable[[RunDir, Executor, list[WorkItem]], Awaitable[int]]  # returns the rows it stored
 
 
 def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, Any]:
@@ -165,6 +158,11 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     """
     run.check_before_writing()
     manifest = run.manifest()
+    if manifest.status == SHARDED:
+        raise UsageError(
+            f"run {run.run_id} is sharded: run each missing shard with auditor run SUITE --targets FILE --shard K/N "
+            f"--run {run.run_id}, then auditor finalize {run.run_id}"
+        )
     done = run.done_items()
     suite, todo = _missing(run, manifest, done)
     writer = ResponseWriter(run)
@@ -174,7 +172,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     spent = cache.spent(run.path.parents[1], run.run_id, list(manifest.targets)) if cap is not None else 0.0
     budget = Budget(cap, spent) if cap is not None else None
     manifest = run.write_manifest(manifest.but(status="running", max_cost_usd=cap))
-    status, executor = "interrupted", None
+    status, executor, by_workers = "interrupted", None, 0
     try:
         audited = manifest.target_names()
         helpers = [h for h in (manifest.judge, manifest.attacker) if h is not None and h.name not in audited]
@@ -187,7 +185,8 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
                 on_warning=options.warn,
             )
             then = _adaptive(run, executor, suite, manifest, done, writer) if suite and manifest.attacker else None
-            asyncio.run(_execute_with_progress(executor, todo, options.progress, then))
+            static = partial(options.fan_out, run, executor, todo) if options.fan_out else None
+            by_workers = asyncio.run(_execute_with_progress(executor, todo, options.progress, then, static))
         status = "capped" if executor.capped else "complete"
     finally:
         writer.flush()
@@ -202,7 +201,7 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
                 spent_usd=round(budget.spent, 6) if budget is not None else manifest.spent_usd,
             )
         )
-    sent = writer.written - len(reused)
+    sent = writer.written - len(reused) + by_workers
     return {"sent": sent, "cached": len(reused), "already_done": len(done), "status": status}
 
 
@@ -215,15 +214,8 @@ def _missing(run: RunDir, manifest: Manifest, done: set[str]) -> tuple[Suite | N
 
 
 def _reuse(run: RunDir, todo: list[WorkItem], writer: ResponseWriter) -> set[str]:
-    """Store replies the archive already holds for identical requests (never for fresh probes); return the ids
-    of the items answered so."""
-    reusable = [i for i in todo if not i.fresh]
-    hits = cache.lookup(run.path.parents[1], reusable)
-    reused = [item for item in reusable if item.request_hash in hits]
-    for item in reused:
-        writer.add(item, hits[item.request_hash], cached=True)
-    writer.flush()
-    return {item.item_id for item in reused}
+    """Store replies the archive already holds for identical requests; return the ids of the items answered so."""
+    return cache.reuse(run, todo, writer)
 
 
 def _adaptive(
@@ -253,13 +245,27 @@ def _adaptive(
 
 
 async def _execute_with_progress(
-    executor: Executor, items: list[Any], progress: OnProgress | None, then: Callable[[], Awaitable[None]] | None = None
-) -> None:
-    if progress is None:
-        await executor.run(items)
+    executor: Executor,
+    items: list[Any],
+    progress: OnProgress | None,
+    then: Callable[[], Awaitable[None]] | None = None,
+    static: Callable[[], Awaitable[int]] | None = None,
+) -> int:
+    """Send the items (with the executor, or `static`, which returns the rows it stored itself), then `then`;
+    return the rows `static` stored."""
+
+    async def send() -> int:
+        stored = 0
+        if static is not None:
+            stored = await static()
+        else:
+            await executor.run(items)
         if then is not None:
             await then()
-        return
+        return stored
+
+    if progress is None:
+        return await send()
 
     async def tick() -> None:
         while True:
@@ -268,9 +274,7 @@ async def _execute_with_progress(
 
     ticker = asyncio.ensure_future(tick())
     try:
-        await executor.run(items)
-        if then is not None:
-            await then()
+        return await send()
     finally:
         ticker.cancel()
         progress(executor.tallies)
@@ -318,10 +322,11 @@ def report(archive: Path, run: RunDir, baseline: RunDir | None = None, as_of: da
     Every run a report draws on is verified against its ledger first: a report never shows altered figures
     next to a seal.
     """
+    suites = {}
     for r in (run, baseline):
         if r is None:
             continue
-        graded_suite(r)
+        suites[r.run_id] = graded_suite(r)
         problems = r.verify().problems
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -329,7 +334,7 @@ def report(archive: Path, run: RunDir, baseline: RunDir | None = None, as_of: da
                 f"run {r.run_id} fails verification: {problems[0]}{more}; no report is rendered from altered "
                 f"evidence (auditor verify {r.run_id})"
             )
-    return analyse.build_report(run, graded_suite(run), archive, baseline, as_of)
+    return analyse.build_report(run, suites[run.run_id], archive, baseline, as_of)
 
 
 def write_report(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 from typing import TYPE_CHECKING
 
@@ -94,8 +95,13 @@ def bootstrap_clustered(
 
     passed_arr = np.array([p for p, _ in kept], dtype=np.int64)
     trials_arr = np.array([t for _, t in kept], dtype=np.int64)
-    picks = rng.integers(0, len(kept), size=(reps, len(kept)))
-    rates = passed_arr[picks].sum(axis=1) / trials_arr[picks].sum(axis=1)
+    # replicates drawn a block at a time (the same draws as one (reps, n) block): memory stays bounded with
+    # tens of thousands of probes
+    block = max(1, min(reps, 2_000_000 // len(kept)))
+    rates = np.empty(reps)
+    for start in range(0, reps, block):
+        picks = rng.integers(0, len(kept), size=(min(block, reps - start), len(kept)))
+        rates[start : start + len(picks)] = passed_arr[picks].sum(axis=1) / trials_arr[picks].sum(axis=1)
     low, high = np.quantile(rates, [(1 - level) / 2, (1 + level) / 2])
     return float(low), float(high)
 
@@ -330,13 +336,18 @@ def lift(attack_rate: float | None, baseline_rate: float | None) -> float | None
     return attack_rate - baseline_rate
 
 
+@lru_cache(maxsize=4096)
 def allowed_failures(n: int, threshold: float, z: float = Z95) -> int:
     """The most failures among n decided trials with which a minimum-pass-rate rule still holds (the Wilson lower
     bound of the pass rate at or above `threshold`); -1 when even n passes out of n do not reach it."""
-    k = -1
-    while k + 1 <= n and wilson(n - (k + 1), n, z)[0] >= threshold:
-        k += 1
-    return k
+    low, high = -1, n  # the lower bound falls as failures rise: search for the last k at which it holds
+    while low < high:
+        k = (low + high + 1) // 2
+        if wilson(n - k, n, z)[0] >= threshold:
+            low = k
+        else:
+            high = k - 1
+    return low
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:

@@ -335,9 +335,10 @@ def test_without_reports_found_they_are_rendered_into_the_bundle(made: dict[str,
     args = ("--archive", str(made["archive"]), "--reports", str(tmp_path / "none-yet"))
     result = invoke("export", made["run"], "--out", str(out), *args)
     assert result.exit_code == 0, result.output
-    assert "reports: 2 (rendered for the bundle)" in result.stdout
+    assert "reports: 3 (rendered for the bundle)" in result.stdout
     names = [n for n in read(out) if n.startswith("reports/")]
-    assert names == [f"reports/audit-mini-{made['run']}.html", f"reports/audit-mini-{made['run']}.pdf"]
+    stem = f"reports/audit-mini-{made['run']}"
+    assert names == [f"{stem}-probes.csv", f"{stem}.html", f"{stem}.pdf"]  # the per-probe table the report names
     assert not (tmp_path / "none-yet").exists()
 
 

@@ -466,13 +466,13 @@ def test_read_completion_body_types_every_field() -> None:
 
 
 def test_completions_requests_are_retried_and_classified_like_chat(completions_server: Any) -> None:
-    calls = {"n": 0}
+    calls = {"fine": 0}
 
     def flaky(request: dict[str, Any]) -> Scripted:
-        calls["n"] += 1
         if request["prompt"] == "broken":
             return Scripted(raw=text_choice(7))
-        if calls["n"] == 1:
+        calls["fine"] += 1
+        if calls["fine"] == 1:  # its first attempt is turned away
             return Scripted({"error": {"message": "busy"}}, status=503, headers={"Retry-After": "0"})
         return Scripted(completion_body("No", model="cls"))
 

@@ -107,6 +107,25 @@ def test_a_crash_after_writing_the_compacted_file_is_rolled_forward(
     assert store.verify().problems == ()
 
 
+def test_a_crash_while_removing_the_old_parts_is_rolled_forward(tmp_path: Path, mini_suite: Path, server: Any) -> None:
+    run = graded_run(tmp_path, mini_suite, server().url)
+    rows = split_into_parts(run, 3)
+    folder = run / "responses"
+    parts = sorted(folder.glob("part-*.parquet"))
+    table = pa.concat_tables([pq.read_table(p) for p in parts])
+    pending = folder / "compact-0000.parquet"
+    pq.write_table(table, pending)
+    ledger.record(run, pending)
+    ledger.remove(run, parts[0])
+    parts[0].unlink()  # the crash came after the first old part was removed: its rows live on only in the new file
+    assert compact.finish(run)
+    assert [p.name for p in folder.iterdir()] == ["part-c0000.parquet"]
+    store = Archive(run.parents[1]).run(run.name)
+    assert sorted(r["item_id"] for r in store.read_parts(["item_id"])) == sorted(r["item_id"] for r in rows)
+    store.write_manifest(store.manifest())
+    assert store.verify().problems == ()
+
+
 def test_a_crash_while_writing_the_compacted_files_is_undone(tmp_path: Path, mini_suite: Path, server: Any) -> None:
     run = graded_run(tmp_path, mini_suite, server().url)
     rows = split_into_parts(run, 3)

@@ -150,7 +150,7 @@ def test_a_named_pipe_or_folder_is_refused_at_once(tmp_path: Path) -> None:
         (["runs", "--archive", "{tmp}/blocker/audits"], 2,
          "{tmp}/blocker/audits: no archive here: the folder does not exist (give --archive, or run a suite first)"),
         (["query", "SELECT 1", "--archive", "{tmp}/blocker"], 2,
-         "Invalid value for '--archive': Directory '{tmp}/blocker' is a file. (see cli query --help)"),
+         "{tmp}/blocker: no archive here: it is a file, not a folder (give --archive, or run a suite first)"),
         (["run", "{suite}", "--target", "name=t,base_url=http://127.0.0.1:9/v1,model=m", "--archive",
           "{tmp}/blocker/audits"], 1, "{tmp}/blocker/audits/runs/*/responses: Not a directory"),
     ],

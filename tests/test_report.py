@@ -207,3 +207,57 @@ def test_the_web_page_filters_and_nothing_hostile_runs_or_loads(audit: Path, tmp
     assert console == []
     assert dialogs == []  # no script, handler or javascript: link from model output ran
     assert requests == [page_path.as_uri()]  # nothing fetched but the page itself
+
+
+def many_probes(tmp_path: Path, url: str, n: int) -> Path:
+    """A run of `n` probes of 5 samples each, every fourth failing every sample, with a rule decided per probe: its
+    archive."""
+    suite = {
+        "format": "auditor-suite/1", "id": "many", "version": "1", "title": "Many probes",
+        "defaults": {"samples": 5, "params": {"temperature": 0, "max_tokens": 4}},
+        "challenges": [{"id": "c", "title": "Says ok", "category": "behaviour", "severity": "medium",
+                        "description": "d",
+                        "probes": [{"id": f"p{i:03d}", "prompt": f"Reply ok ({i}).",
+                                    "pass_if": {"type": "contains", "values": ["nope" if i % 4 == 0 else "ok"]}}
+                                   for i in range(n)]}],
+        "policies": [{"id": "each", "title": "Each probe",
+                      "rules": [{"id": "r", "select": {"ids": ["c"]}, "per": "probe", "min_pass_rate": 0.5}]}],
+    }  # fmt: skip
+    path = tmp_path / f"many-{n}.json"
+    path.write_text(json.dumps(suite))
+    archive = tmp_path / f"audits-{n}"
+    ran = invoke("run", str(path), "--target", f"name=t,base_url={url},model=m", "--archive", str(archive), "--quiet")
+    assert ran.exit_code == 0, ran.output
+    return archive
+
+
+def test_per_probe_detail_is_summarised_in_the_report_and_complete_in_a_csv(tmp_path: Path, server: Any) -> None:
+    import csv
+
+    from pypdf import PdfReader
+
+    url = server(lambda request: Scripted(chat_body("ok"))).url
+    pages = {}
+    for n in (12, 120):
+        out = tmp_path / f"r{n}"
+        result = invoke("report", "latest", "--archive", str(many_probes(tmp_path, url, n)), "--out", str(out))
+        assert result.exit_code == 0, result.output
+        html_path, pdf_path, csv_path = map(Path, result.stdout.split())
+        pages[n] = len(PdfReader(str(pdf_path)).pages)
+        rows = list(csv.DictReader(csv_path.open()))
+        assert len(rows) == n and sorted(r["probe_id"] for r in rows) == [f"p{i:03d}" for i in range(n)]
+        p000, p001 = rows[0], rows[1]
+        assert (p000["trials"], p000["passed"], p000["failed"], p000["each/r"]) == ("5", "0", "5", "fails")
+        assert (p001["trials"], p001["passed"], p001["pass_rate"], p001["each/r"]) == ("5", "5", "1.0000", "holds")
+        html = html_path.read_text()
+        assert csv_path.name in html  # the report names the table beside it
+        listed = re.findall(r"<li>probe p\d+: 0/5 passed", html)
+        if n == 12:  # 3 failing probes: each listed, nothing summarised
+            assert len(listed) == 3 and 'class="more"' not in html
+        else:  # 30 failing probes: the gravest 10, and the rest counted exactly
+            assert len(listed) == 10
+            assert "… and 20 more probes short of the minimum, not listed here (of all 120: 30 fail, 0 undecided, " \
+                "90 hold)." in html  # fmt: skip
+            assert "2 of 150 failing replies shown, drawn at random (seed 0)" in html
+        assert len(re.findall(r'<details class="transcript"', html)) == 2  # examples capped per cell
+    assert pages[120] <= pages[12] + 1  # the PDF's length follows the suite's structure, not its size

@@ -133,7 +133,8 @@ def test_report_html_and_pdf(tmp_path: Path, mini_suite: Path, server: Any) -> N
     run_id = result.stdout.strip().splitlines()[-1]
     out = invoke("report", "latest", "--archive", str(archive), "--out", str(tmp_path / "rep"))
     assert out.exit_code == 0, out.output
-    html_path, pdf_path = (Path(p) for p in out.stdout.split())
+    html_path, pdf_path, csv_path = (Path(p) for p in out.stdout.split())
+    assert csv_path.name == f"audit-mini-{run_id}-probes.csv"
     html = html_path.read_text()
     assert "<script>alert" not in html and "&lt;script&gt;alert" in html
     assert run_id in html

@@ -326,3 +326,24 @@ def test_bootstrap_coverage_with_heterogeneous_probes() -> None:
     assert boot >= 0.88, boot
     # Why the bootstrap exists: ignoring the clustering over-claims precision (design effect 1 + 4 * 0.15).
     assert naive < boot - 0.01, (naive, boot)
+
+
+def test_the_bootstrap_draws_in_blocks_as_in_one_and_failures_allowed_by_bisection() -> None:
+    from auditor.stats import allowed_failures, wilson
+
+    clusters = [(i % 3, 3) for i in range(3001)]  # drawn in blocks of 666 replicates: memory stays bounded
+    rng = np.random.default_rng(11)
+    picks = rng.integers(0, len(clusters), size=(2000, len(clusters)))
+    passed, trials = np.array([p for p, _ in clusters]), np.array([t for _, t in clusters])
+    expected = np.quantile(passed[picks].sum(axis=1) / trials[picks].sum(axis=1), [0.025, 0.975])
+    assert bootstrap_clustered(clusters, np.random.default_rng(11)) == tuple(float(x) for x in expected)
+
+    def by_steps(n: int, threshold: float) -> int:
+        k = -1
+        while k + 1 <= n and wilson(n - (k + 1), n)[0] >= threshold:
+            k += 1
+        return k
+
+    for n in (*range(60), 1000, 20_000):
+        for threshold in (0.0, 0.5, 0.8, 0.95, 0.99, 1.0):
+            assert allowed_failures(n, threshold) == by_steps(n, threshold), (n, threshold)

@@ -30,7 +30,13 @@ def _parts(folder: Path) -> list[Path]:
 
 
 def compact(run_path: Path, min_parts: int = 2) -> int:
-    """Compact every folder of the run holding at least `min_parts` uncompacted parts; return the parts removed."""
+    """Compact every folder of the run holding at least `min_parts` uncompacted parts; return the parts removed.
+    Holds the run's ledger lock throughout, so a reader finishing compactions waits rather than joins in."""
+    with ledger.locked(run_path):
+        return _compact(run_path, min_parts)
+
+
+def _compact(run_path: Path, min_parts: int) -> int:
     finish(run_path)
     removed = 0
     for name in FOLDERS:
@@ -55,6 +61,13 @@ def finish(run_path: Path) -> bool:
     """Finish an interrupted compaction: when the sealed compact-NNNN files hold every row of the old parts, the
     parts are removed (recorded as removed) and the files renamed into place; otherwise (a crash while they were
     written) the compacted files are dropped and the parts kept. Returns whether there was one."""
+    if not any((run_path / name).glob(PENDING) for name in FOLDERS):
+        return False
+    with ledger.locked(run_path):  # the compaction may be running in another process: wait for it, then look again
+        return _finish(run_path)
+
+
+def _finish(run_path: Path) -> bool:
     pending = sorted(p for name in FOLDERS for p in (run_path / name).glob(PENDING))
     if not pending:
         return False
@@ -62,7 +75,9 @@ def finish(run_path: Path) -> bool:
         files = sorted(folder.glob(PENDING))
         parts = _parts(folder)
         rows = sum(pq.ParquetFile(p).metadata.num_rows for p in files)
-        complete = rows == sum(pq.ParquetFile(p).metadata.num_rows for p in parts) or not parts
+        # the old parts are removed only once every compacted file is written, so files holding at least the rows
+        # of the parts left mean a crash came during the removals (roll forward), fewer a crash while writing (back)
+        complete = rows >= sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
         for path in parts if complete else files:
             ledger.remove(run_path, path)
             path.unlink()

@@ -3,13 +3,21 @@
 Each line of RUN/ledger.jsonl names a file (relative to the run folder), its SHA-256, the time, and
 the SHA-256 of the previous line, so changing, removing or adding a stored file, or editing the
 ledger itself, is detected by `verify`.
+
+Several processes may write into one run (worker processes, shards on other machines sharing the folder): every
+append reads the head and writes its line under an exclusive lock on the ledger file (`locked`), so the chain
+never forks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +47,46 @@ def head(folder: Path) -> str:
     return hashlib.sha256(lines[-1].encode()).hexdigest() if lines else GENESIS
 
 
+_held: dict[str, tuple[int, int]] = {}  # ledger path -> (locked descriptor, depth) in this process
+_mutex = threading.RLock()
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the run's ledger exclusively (other processes and threads wait; the same thread may nest): what is
+    appended, and what a verifier reads, stays consistent while several processes write into one run."""
+    key = str(folder / LEDGER)
+    with _mutex:
+        fd, depth = _held.get(key, (-1, 0))
+        if not depth:
+            fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+        _held[key] = (fd, depth + 1)
+        try:
+            yield
+        finally:
+            if depth:
+                _held[key] = (fd, depth)
+            else:
+                del _held[key]
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+
+def _append(folder: Path, entry: dict[str, str]) -> str:
+    """Append one entry after the current head, under the lock; return the new head."""
+    with locked(folder):
+        line = json.dumps({**entry, "at": now(), "prev": head(folder)}, sort_keys=True, separators=(",", ":"))
+        with (folder / LEDGER).open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+    return hashlib.sha256(line.encode()).hexdigest()
+
+
 def record(folder: Path, path: Path, content: Path | None = None) -> str:
     """Append `path` (inside `folder`) and its hash to the ledger; return the new head.
 
@@ -46,17 +94,7 @@ def record(folder: Path, path: Path, content: Path | None = None) -> str:
     means a crash can leave a recorded file missing (re-recorded when the write is redone), never a stored
     file unrecorded.
     """
-    entry = {
-        "file": path.relative_to(folder).as_posix(),
-        "sha256": file_hash(content or path),
-        "at": now(),
-        "prev": head(folder),
-    }
-    line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-    with (folder / LEDGER).open("a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-    return hashlib.sha256(line.encode()).hexdigest()
+    return _append(folder, {"file": path.relative_to(folder).as_posix(), "sha256": file_hash(content or path)})
 
 
 REMOVED = "removed"  # the digest of a file recorded as deliberately removed (compacted away)
@@ -64,18 +102,19 @@ REMOVED = "removed"  # the digest of a file recorded as deliberately removed (co
 
 def remove(folder: Path, path: Path) -> str:
     """Record that `path` (inside `folder`) is removed on purpose, before it is; return the new head."""
-    entry = {"file": path.relative_to(folder).as_posix(), "sha256": REMOVED, "at": now(), "prev": head(folder)}
-    line = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-    with (folder / LEDGER).open("a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-    return hashlib.sha256(line.encode()).hexdigest()
+    return _append(folder, {"file": path.relative_to(folder).as_posix(), "sha256": REMOVED})
 
 
-def recover(folder: Path) -> list[str]:
+def recover(folder: Path, mine: Callable[[str], bool] = lambda name: True) -> list[str]:
     """Finish writes a crash interrupted, so a killed run can resume: a file recorded in the ledger whose
     temporary copy (NAME.tmp) still holds the recorded bytes is moved into place; any other temporary file
-    was never recorded and is removed (its rows are sent again). Returns the names moved into place."""
+    is removed (its rows are sent again) if `mine` says it is this process's to remove (another process writing
+    into the run may be about to record it). Returns the names moved into place."""
+    with locked(folder):  # writers record and rename under the lock: a recorded temporary file here is orphaned
+        return _recover(folder, mine)
+
+
+def _recover(folder: Path, mine: Callable[[str], bool]) -> list[str]:
     latest: dict[str, str] = {}
     for line in _lines(folder):
         try:
@@ -94,6 +133,8 @@ def recover(folder: Path) -> list[str]:
         ):
             os.replace(tmp, target)
             moved.append(name)
+        elif not mine(name):
+            continue
         else:
             tmp.unlink()
     return moved

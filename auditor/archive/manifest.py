@@ -25,6 +25,7 @@ def _upgrade_1(data: dict[str, Any]) -> dict[str, Any]:
 
 
 UPGRADES: list[tuple[int, Callable[[dict[str, Any]], dict[str, Any]]]] = [(1, _upgrade_1)]
+SHARDED = "sharded"  # the status of a run whose shards are written by separate processes until `auditor finalize`
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Manifest:
     """Everything a run records about itself besides its tables."""
 
     run_id: str
-    status: str  # running | complete | interrupted | capped
+    status: str  # running | complete | interrupted | capped | sharded
     suite: SuiteRef
     targets: tuple[Target, ...]
     planned_items: int
@@ -73,6 +74,7 @@ class Manifest:
     graded_with: Graded | None = None
     reviews: tuple[dict[str, Any], ...] = ()
     unsealed: tuple[str, ...] = ()  # files an older format did not record in the ledger
+    shards: int | None = None  # how many shards a sharded run is split into (auditor run --shard K/N)
     format_version: int = FORMAT_VERSION
 
     def but(self, **changes: Any) -> Manifest:
@@ -139,6 +141,7 @@ class Manifest:
                 ),
                 reviews=tuple(data.get("reviews", ())),
                 unsealed=tuple(data.get("unsealed", ())),
+                shards=int(data["shards"]) if data.get("shards") else None,
                 format_version=int(data["format_version"]),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from auditor.archive import compact, ledger
-from auditor.archive.manifest import Manifest
+from auditor.archive.manifest import SHARDED, Manifest
 from auditor.archive.tables import (
     CALIBRATIONS,
     FORMAT_VERSION,
@@ -51,9 +51,12 @@ def _write_table(table: pa.Table, path: Path, sealed_in: Path | None = None) -> 
     between writing and renaming."""
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
-    if sealed_in is not None:
+    if sealed_in is None:
+        os.replace(tmp, path)
+        return
+    with ledger.locked(sealed_in):  # recorded and in place together, for processes writing into the same run
         ledger.record(sealed_in, path, tmp)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ class RunDir:
     def verify(self) -> ledger.LedgerCheck:
         """Check the run's stored files against its ledger and the seal in its manifest."""
         manifest = self.manifest()
-        return ledger.verify(self.path, manifest.seal or None, manifest.status != "running", manifest.unsealed)
+        writing = manifest.status in ("running", SHARDED)
+        return ledger.verify(self.path, manifest.seal or None, not writing, manifest.unsealed)
 
     def write_manifest(self, manifest: Manifest) -> Manifest:
         """Write the one-row Parquet mirror of the manifest, then the manifest carrying the ledger's head at that
@@ -175,8 +179,8 @@ class Archive:
     def existing(cls, root: Path) -> Archive:
         """An archive that must already exist (for every command that reads one)."""
         if not root.is_dir():
-            what = "is not a folder" if root.exists() else "does not exist"
-            raise UsageError(f"{root}: no archive here: the folder {what} (give --archive, or run a suite first)")
+            what = "it is a file, not a folder" if root.exists() else "the folder does not exist"
+            raise UsageError(f"{root}: no archive here: {what} (give --archive, or run a suite first)")
         return cls(root)
 
     def new_run(self) -> RunDir:
@@ -227,9 +231,14 @@ def write_calibration(folder: RunDir, summary: dict[str, Any], items: list[dict[
 
 
 class ResponseWriter:
-    """Appends response rows durably: a new Parquet part every `every_rows` rows or `every_s` seconds."""
+    """Appends response rows durably: a new Parquet part every `every_rows` rows or `every_s` seconds.
 
-    def __init__(self, run: RunDir, every_rows: int = 200, every_s: float = 2.0, folder: str = "responses") -> None:
+    Processes writing into one run at once each name their parts apart (`tag`: part-TAG-NNNNNN.parquet; a tag
+    never starts with c, which marks compacted files)."""
+
+    def __init__(
+        self, run: RunDir, every_rows: int = 200, every_s: float = 2.0, folder: str = "responses", tag: str = ""
+    ) -> None:
         self.run = run
         self.folder = run.path / folder
         self.folder.mkdir(exist_ok=True)
@@ -237,7 +246,8 @@ class ResponseWriter:
         self.every_s = every_s
         self.rows: list[dict[str, Any]] = []
         self.last_flush = time.monotonic()
-        self.next_part = len(run.response_parts(folder))
+        self.prefix = f"part-{tag}-" if tag else "part-"
+        self.next_part = len(list(self.folder.glob(f"{self.prefix}*.parquet")))
         self.written = 0
 
     def add(self, item: WorkItem, completion: Completion, cached: bool) -> None:
@@ -250,10 +260,10 @@ class ResponseWriter:
         if not self.rows:
             return
         table = pa.Table.from_pylist(self.rows, schema=RESPONSES)
-        path = self.folder / f"part-{self.next_part:06d}.parquet"
+        path = self.folder / f"{self.prefix}{self.next_part:06d}.parquet"
         while path.exists():
             self.next_part += 1
-            path = self.folder / f"part-{self.next_part:06d}.parquet"
+            path = self.folder / f"{self.prefix}{self.next_part:06d}.parquet"
         _write_table(table, path, self.run.path)
         self.next_part += 1
         self.written += len(self.rows)
@@ -327,12 +337,16 @@ def read_rows(con: Any, sql: str, params: Iterable[Any] = ()) -> list[dict[str, 
     """Run SQL and return rows as dicts; a failing query over the archive is an ArchiveError."""
     import duckdb
 
-    try:
-        cur = con.execute(sql, list(params))
-    except duckdb.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise ArchiveError(
-            f"reading the archive failed: {first} (was it written by another auditor version?)"
-        ) from None
+    for attempt in range(3):
+        try:
+            cur = con.execute(sql, list(params))
+            break
+        except duckdb.IOException as exc:  # another run compacted its parts between listing and reading them:
+            if attempt < 2 and "Failed to open" in str(exc):  # the view's glob is listed afresh on the next try
+                continue
+            first = str(exc).splitlines()[0]
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0]
+        raise ArchiveError(f"reading the archive failed: {first} (was it written by another auditor version?)")
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]

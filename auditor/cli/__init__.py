@@ -107,6 +107,7 @@ COMMANDS = (
     (inputs.schema, "Print the JSON Schema of suites or targets files."),
     (inputs.plan_cmd, "What a run would send, cost and take, and whether its sample sizes can decide."),
     (running.run, "Run a suite against targets, store every reply, grade; --resume continues a run."),
+    (running.finalize, "Check, seal and grade a run sent in shards (run --shard K/N --run RUN)."),
     (running.grade, "Re-grade a run's stored replies (no audited model is called)."),
     (archive.report, "Render a run's report as HTML and PDF."),
     (view.view, "Serve the archive's reports on 127.0.0.1 and open the latest."),

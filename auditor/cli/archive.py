@@ -8,13 +8,20 @@ from pathlib import Path
 import click
 
 from auditor.cli.console import format_rows, printable
+from auditor.cli.options import ARCHIVE_LOCATION
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
 from auditor.errors import AuditorError, UsageError
 
 
 @click.command()
 @click.argument("run_id", default="latest")
-@click.option("--format", "formats", default="html,pdf", show_default=True, help="Comma-separated: html, pdf.")
+@click.option(
+    "--format",
+    "formats",
+    default="html,pdf,csv",
+    show_default=True,
+    help="Comma-separated: html, pdf, csv (every probe's figures, which the report summarises).",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"), show_default=True)
 @click.option(
     "--templates",
@@ -64,9 +71,9 @@ def report(
     from auditor.report import settings as report_settings
 
     wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
-    bad = [f for f in wanted if f not in ("html", "pdf")]
+    bad = [f for f in wanted if f not in ("html", "pdf", "csv")]
     if bad or not wanted:
-        raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf or html,pdf")
+        raise UsageError(f"unknown report format '{','.join(bad) or formats}'; use html, pdf, csv or html,pdf,csv")
     chosen = report_settings.load(settings_file) if settings_file else report_settings.ReportSettings()
     if language is not None and language not in report_settings.languages():
         raise UsageError(
@@ -97,9 +104,9 @@ def report(
 @click.command()
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@ARCHIVE
-def query(sql: str, fmt: str, archive: Path) -> None:
-    """Run SQL (DuckDB) over the archive's views:
+@ARCHIVE_LOCATION
+def query(sql: str, fmt: str, archive: Path | str) -> None:
+    """Run SQL (DuckDB) over the archive's views (an archive on object storage is read in place):
 
     \b
     runs             one row per run: suite, targets, status, seal
@@ -114,22 +121,28 @@ def query(sql: str, fmt: str, archive: Path) -> None:
     \b
     auditor query "SELECT target, challenge_id, avg((outcome = 'pass')::int) AS pass_rate FROM grades GROUP BY ALL"
     auditor query "SELECT * FROM responses WHERE error_class IS NOT NULL" --format csv > errors.csv
+    auditor query "SELECT run_id, status FROM runs" --archive s3://audits-bucket/team
     """
     import duckdb
 
+    from auditor.archive import remote
     from auditor.archive.store import Archive, connect
     from auditor.archive.tables import VIEWS
 
-    con = connect(Archive.existing(archive).root)
-    try:
-        cur = con.execute(sql)
-    except duckdb.Error as exc:
-        views = ", ".join(v for v, _, _ in VIEWS)
-        raise UsageError(f"query failed: {str(exc).splitlines()[0]}; views: {views}") from None
+    for attempt in range(3):
+        con = remote.connect(archive) if isinstance(archive, str) else connect(Archive.existing(archive).root)
+        try:
+            cur = con.execute(sql)
+            rows = cur.fetchall() if cur.description is not None else []
+            break
+        except duckdb.Error as exc:
+            if isinstance(exc, duckdb.IOException) and isinstance(archive, str) and attempt < 2:
+                continue  # a push replaced or removed an object meanwhile: list the store again
+            views = ", ".join(v for v, _, _ in VIEWS)
+            raise UsageError(f"query failed: {str(exc).splitlines()[0]}; views: {views}") from None
     if cur.description is None:
         return
     names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
     # color=True: click would strip escape sequences from piped output; values are escaped here for terminals
     click.echo(format_rows(names, rows, fmt, terminal=fmt != "csv" or sys.stdout.isatty()), nl=False, color=True)
 

@@ -55,7 +55,7 @@ def export(run_id: str, out: Path, reports: Path | None, key_file: Path | None, 
     run = Archive.existing(archive).run(run_id)
 
     def render(folder: Path) -> list[Path]:
-        return pipeline.write_report(archive, run, folder, ["html", "pdf"])
+        return pipeline.write_report(archive, run, folder, ["html", "pdf", "csv"])
 
     made = bundle.export(run, out, reports, render, key, force)
     click.echo(str(made.path))

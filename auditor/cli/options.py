@@ -12,14 +12,45 @@ import click
 from auditor.records import LimitOverrides
 from auditor.suite.load import MAX_ITEMS as MAX_SUITE_ITEMS
 
-ARCHIVE_OPTION = click.option(
+
+class ArchiveLocation(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """An archive folder, or the URL of an archive on object storage (s3://bucket/prefix)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        from auditor.archive.remote import parse
+
+        return parse(value)
+
+
+_ARCHIVE = click.option(
     "--archive",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("audits"),
+    type=ArchiveLocation(),
+    default="audits",
     show_default=True,
     envvar="AUDITOR_ARCHIVE",
-    help="Archive folder holding the runs.",
+    help="Archive folder holding the runs, or s3://BUCKET/PREFIX (credentials from the AWS environment).",
 )
+
+
+def ARCHIVE_OPTION(command: Callable[..., Any]) -> Callable[..., Any]:  # noqa: N802  # used as a constant
+    """Add --archive to a command, which receives the archive's folder: for a URL, a local working copy pulled from
+    the store before the command and pushed back while and after it runs (auditor.archive.remote)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, archive: Path | str, **kwargs: Any) -> Any:
+        if isinstance(archive, Path):
+            return command(*args, archive=archive, **kwargs)
+        from auditor.archive.remote import working_copy
+
+        with working_copy(archive) as folder:
+            return command(*args, archive=folder, **kwargs)
+
+    return _ARCHIVE(wrapper)
+
+
+ARCHIVE_LOCATION = _ARCHIVE  # the folder (Path) or the URL (str) as given, for commands that read a store directly
 MAX_ITEMS = click.option(
     "--max-items",
     type=click.IntRange(1),

@@ -69,6 +69,28 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
 @click.option(
     "--max-cost", type=click.FloatRange(min=0), metavar="USD", help="Stop before the run's spend would cross this."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    metavar="N",
+    help="Processes sending the run, each a shard of it (default: one per core, at most 8 and one per 500 "
+    "requests; 1: this process only). With --ray: the number of Ray tasks.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    metavar="[ADDRESS]",
+    help="Send the shards as Ray tasks on the cluster at ADDRESS (default: a local Ray instance); extra 'ray'.",
+)
+@click.option("--shard", "shard_spec", metavar="K/N", help="Send only shard K of N of the run given with --run.")
+@click.option(
+    "--run",
+    "run_id",
+    metavar="RUN",
+    help="With --shard: the run id every shard writes into (created by the first); then auditor finalize RUN.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @MAX_ITEMS
@@ -86,6 +108,10 @@ def run(
     limits: LimitOverrides,
     no_cache: bool,
     max_cost: float | None,
+    workers: int | None,
+    ray_address: str | None,
+    shard_spec: str | None,
+    run_id: str | None,
     as_json: bool,
     quiet: bool,
     max_items: int,
@@ -99,10 +125,26 @@ def run(
     auditor run my-suite.json --target name=vllm,base_url=http://localhost:8000/v1,model=Qwen/Qwen2.5-7B-Instruct
     auditor run sixteen-challenges --targets targets.json --max-cost 5 --concurrency 4
     auditor run --resume latest
+    auditor run big-suite.json --targets targets.json --concurrency 256 --workers 2
+    auditor run big-suite.json --targets targets.json --shard 1/2 --run audit-7 --archive /shared/audits
+    auditor run big-suite.json --targets targets.json --ray ray://head:10001
     """
     from auditor import pipeline
     from auditor.archive.store import Archive
+    from auditor.run.launch import Workers
 
+    shard = None
+    if shard_spec is not None or run_id is not None:
+        from auditor.run.workers import parse_shard
+
+        if shard_spec is None or run_id is None:
+            raise UsageError("--shard K/N and --run RUN go together: the shard to send and the run it belongs to")
+        if resume or ray_address is not None:
+            raise UsageError("--shard sends one shard of a new or sharded run: not with --resume or --ray")
+        shard = parse_shard(shard_spec)
+    fan_out = Workers(workers, ray_address) if workers != 1 or ray_address is not None else None
+    if fan_out is not None and workers is not None:
+        fan_out.warm()  # the workers' modules load while the run is prepared
     if resume:
         run_dir = Archive.existing(archive).run(resume)
     else:
@@ -116,18 +158,50 @@ def run(
             from auditor.decisions import sealed_plan
 
             sealed = sealed_plan(archive, plan_id, suite, targets, judge, attacker)
-        run_dir = pipeline.start_run(
-            suite, targets, pipeline.RunOptions(archive, label, seed, judge, attacker, max_items, sealed)
-        )
+        options = pipeline.RunOptions(archive, label, seed, judge, attacker, max_items, sealed)
+        if shard is not None and run_id is not None:
+            from auditor import shards
+
+            run_dir = shards.join_run(suite, targets, options, run_id, shard.count)
+        else:
+            run_dir = pipeline.start_run(suite, targets, options)
         if not quiet:
             helpers = [f"{role} {h.name}" for role, h in (("judge", judge), ("attacker", attacker)) if h]
             aside = f" ({' and '.join(helpers)}: helpers, not audited)" if helpers else ""
-            click.echo(f"run {run_dir.run_id}: auditing {', '.join(t.name for t in targets)}{aside}", err=True)
-    outcome = _execute(run_dir, quiet, not no_cache, max_cost)
+            part = f"shard {shard} of " if shard else ""
+            click.echo(f"{part}run {run_dir.run_id}: auditing {', '.join(t.name for t in targets)}{aside}", err=True)
+    if shard is not None:
+        _run_shard(run_dir, shard, workers, quiet, not no_cache, max_cost)
+        return
+    if fan_out is not None and workers is None:
+        fan_out.warm(run_dir.manifest().planned_items)  # by the default, workers are for runs of some size
+    outcome = _execute(run_dir, quiet, not no_cache, max_cost, fan_out)
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
 
-def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float | None = None) -> dict[str, Any]:
+def _run_shard(run_dir: Any, shard: Any, workers: int | None, quiet: bool, use_cache: bool, cap: float | None) -> None:
+    from auditor import shards
+    from auditor.run.launch import Workers
+
+    again = f"run it again: auditor run SUITE --targets FILE --shard {shard} --run {run_dir.run_id}"
+    Workers(workers).warm(run_dir.manifest().planned_items // shard.count)
+    _execute(run_dir, quiet, use_cache, cap, send=lambda r, o: shards.run_shard(r, shard, workers, o), again=again)
+    if not quiet:
+        click.echo(f"shard {shard} done; once every shard is: auditor finalize {run_dir.run_id}", err=True)
+    click.echo(run_dir.run_id)
+
+
+def _execute(
+    run_dir: Any,
+    quiet: bool,
+    use_cache: bool = True,
+    max_cost: float | None = None,
+    fan_out: Any = None,
+    send: Any = None,
+    again: str = "",
+) -> dict[str, Any]:
+    """Send a run's missing items (with `send`, by default `pipeline.execute_run`), showing progress; errors say
+    how to carry on (`again`, by default the resume command)."""
     from auditor import pipeline
 
     progress = Progress(quiet)
@@ -136,14 +210,17 @@ def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float 
         max_cost=max_cost,
         progress=progress,
         warn=lambda m: click.echo(f"warning: {printable(m)}", err=True),
+        fan_out=fan_out,
     )
     resume = f"auditor run --resume {run_dir.run_id}"
+    capped = f"{again} --max-cost HIGHER" if again else f"the run is resumable: {resume} --max-cost HIGHER"
+    again = again or f"resume with: {resume}"
     try:
-        outcome = pipeline.execute_run(run_dir, options)
+        outcome = (send or pipeline.execute_run)(run_dir, options)
     except KeyboardInterrupt:
-        raise AuditorError(f"interrupted; completed results are kept. Resume with: {resume}") from None
+        raise AuditorError(f"interrupted; completed results are kept. {again[0].upper()}{again[1:]}") from None
     except AuditorError as exc:
-        kept = AuditorError(f"{exc}; run {run_dir.run_id} kept, resume with: {resume}")
+        kept = AuditorError(f"{exc}; run {run_dir.run_id} kept, {again}")
         kept.exit_code = exc.exit_code
         raise kept from None
     finally:
@@ -154,8 +231,30 @@ def _execute(run_dir: Any, quiet: bool, use_cache: bool = True, max_cost: float 
             err=True,
         )
     if outcome["status"] == "capped":
-        click.echo(f"warning: stopped before the cost cap; the run is resumable: {resume} --max-cost HIGHER", err=True)
+        click.echo(f"warning: stopped before the cost cap; {capped}", err=True)
     return dict(outcome)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
+@click.option("--quiet", is_flag=True, help="Print only the run id.")
+@ARCHIVE
+def finalize(run_id: str, as_json: bool, quiet: bool, archive: Path) -> None:
+    """Finish a run sent in shards (auditor run --shard K/N --run RUN): check that every planned item is stored
+    exactly once (else name the shards with items missing, or the items stored twice, and change nothing), compact
+    its parts, seal it complete, grade it and print the run id.
+
+    \b
+    auditor finalize audit-7
+    auditor finalize audit-7 --archive /shared/audits --json
+    """
+    from auditor import shards
+    from auditor.archive.store import Archive
+
+    run_dir = Archive.existing(archive).run(run_id)
+    shards.finalize(run_dir)
+    _finish_run(archive, run_dir, as_json, quiet, 1)
 
 
 @click.command()

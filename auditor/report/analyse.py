@@ -28,8 +28,18 @@ from auditor.report.compare import (
 )
 from auditor.report.governance import Governance, governance
 from auditor.report.recommend import Recommendation, recommend
-from auditor.report.verdicts import Cell, Verdict, decide_with_waivers, evaluate, grader_notes
-from auditor.stats import bootstrap_clustered, percentile
+from auditor.report.verdicts import (
+    Cell,
+    ProbeRow,
+    Tally,
+    Verdict,
+    cells_of,
+    decide_with_waivers,
+    evaluate,
+    grader_notes,
+    group_cells,
+    probe_rows,
+)
 
 EXAMPLES_PER_CELL = 2
 
@@ -59,6 +69,7 @@ class Finding:
     means: str
     examples: tuple[Example, ...]
     graders: tuple[str, ...]
+    failing: int = 0  # failing replies as graded, all targets: the examples are a sample of these
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,8 @@ class Report:
     bias: tuple[BiasRow, ...] = ()
     recommendations: tuple[Recommendation, ...] = ()
     governance: Governance | None = None
+    probes: tuple[ProbeRow, ...] = ()  # every probe of every target, for the per-probe CSV
+    seed: int = 0  # the run's seed: bootstrap intervals and the sample of examples
 
 
 def build_report(
@@ -141,24 +154,18 @@ def build_report(
     rid = [run.run_id]
     target_names = manifest.target_names()
     judge = manifest.graded_with.judge if manifest.graded_with else manifest.judge
-    graded = read_rows(
-        con,
-        "SELECT target, challenge_id, probe_id, attack, category, item_id, outcome FROM grades WHERE run_id = ? "
-        "ORDER BY target, challenge_id, probe_id, item_id",
-        rid,
-    )
     reviewed = validity.reviews(con, run.run_id)
+    tallies = _tallies(con, run.run_id, reviewed.labels)
     probe_graders = validity.probe_graders(suite, judge)
-    uses = validity.grader_uses(
-        suite, judge, validity.by_grader(probe_graders, graded), validity.stored_calibrations(con), reviewed.labels
-    )
-    cells = _cells(graded, manifest.seed, reviewed.labels, probe_graders, uses)
+    trials = validity.by_grader(probe_graders, tallies, _reviewed_trials(con, run.run_id, reviewed.labels))
+    uses = validity.grader_uses(suite, judge, trials, validity.stored_calibrations(con), probe_graders)
+    cells = cells_of(tallies, manifest.seed, probe_graders, uses)
     intents = {p.id: p.intent for _, p in suite.probes() if p.intent}
     harmful = {p for p, intent in intents.items() if intent == "harmful"} if intents else None
-    findings = _findings(con, run.run_id, suite, cells, target_names)
+    findings = _findings(con, run.run_id, suite, cells, target_names, manifest.seed)
     verdicts = [
         replace(
-            _verdict(suite, policy, t, findings, graded, manifest.seed, waivers, on),
+            _verdict(suite, policy, t, findings, tallies, manifest.seed, waivers, on),
             notes=grader_notes(suite, policy, uses, probe_graders),
         )
         for t in target_names
@@ -208,40 +215,105 @@ def build_report(
             for policy in suite.policies
         ),
         governance=governance(run, verdicts, on),
+        probes=probe_rows(tallies),
+        seed=manifest.seed,
     )
 
 
-def _findings(con: Any, run_id: str, suite: Suite, cells: dict[tuple[str, str], Cell], targets: list[str]) -> list[
-    Finding
-]:  # fmt: skip
+def _tallies(con: Any, run_id: str, labels: dict[str, str]) -> list[Tally]:
+    """The run's grades counted per target, challenge, probe, attack and category in DuckDB (a run of 100,000
+    trials is a few thousand rows here, or one per probe), with human review labels (`labels`, item id -> label)
+    overriding the grader's pass or fail."""
+    _register_labels(con, labels)
+    counts = ", ".join(
+        f"count(*) FILTER ({column} = '{outcome}')"
+        for column in ("outcome", "counted")
+        for outcome in ("pass", "fail", "error")
+    )
+    rows = con.execute(
+        "WITH g AS (SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.category, g.outcome, "
+        "g.outcome IN ('pass', 'fail') AND l.label IS NOT NULL AS reviewed, l.label, "
+        "CASE WHEN g.outcome IN ('pass', 'fail') AND l.label IS NOT NULL THEN l.label ELSE g.outcome END AS counted "
+        "FROM grades g LEFT JOIN _labels l USING (item_id) WHERE g.run_id = ?) "
+        f"SELECT target, challenge_id, probe_id, attack, category, count(*), {counts}, "
+        "count(*) FILTER (reviewed), count(*) FILTER (reviewed AND label = 'pass'), "
+        "count(*) FILTER (reviewed AND label <> outcome) FROM g GROUP BY ALL ORDER BY ALL",
+        [run_id],
+    ).fetchall()
+    con.unregister("_labels")
+    out = []
+    for target, challenge, probe, attack, category, n, gp, gf, ge, cp, cf, ce, reviewed, passed, overrides in rows:
+        out.append(
+            Tally(target, challenge, probe, attack, category, (gp, gf, ge, n - gp - gf - ge),
+                  (cp, cf, ce, n - cp - cf - ce), reviewed, passed, overrides)
+        )  # fmt: skip
+    return out
+
+
+def _register_labels(con: Any, labels: dict[str, str]) -> None:
+    """Human review labels (item id -> label) as the table _labels of the connection, until unregistered."""
+    import pyarrow as pa
+
+    schema = pa.schema([("item_id", pa.string()), ("label", pa.string())])
+    con.register("_labels", pa.table({"item_id": list(labels), "label": list(labels.values())}, schema=schema))
+
+
+def _reviewed_trials(con: Any, run_id: str, labels: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(probe, grader outcome, human label) for each decided trial of the run a reviewer labelled."""
+    if not labels:
+        return []
+    _register_labels(con, labels)
+    rows = con.execute(
+        "SELECT g.probe_id, g.outcome, l.label FROM grades g JOIN _labels l USING (item_id) "
+        "WHERE g.run_id = ? AND g.outcome IN ('pass', 'fail') ORDER BY ALL",
+        [run_id],
+    ).fetchall()
+    con.unregister("_labels")
+    return [(str(p), str(o), str(label)) for p, o, label in rows]
+
+
+def _findings(
+    con: Any, run_id: str, suite: Suite, cells: dict[tuple[str, str], Cell], targets: list[str], seed: int
+) -> list[Finding]:
     """Each measured challenge with its cells per target, the graders behind them and failing examples (replies to
-    harmful requests marked as withheld, to be shown in full only in the evidence appendix)."""
+    harmful requests marked as withheld, to be shown in full only in the evidence appendix).
+
+    The examples of a cell are a deterministic random sample of its failing replies, drawn in DuckDB (only the
+    chosen replies are read): one reply per probe, in the order of md5(seed, item id), before a second of any
+    probe; shown in suite order."""
     failing = read_rows(
         con,
-        "SELECT g.target, g.challenge_id, g.probe_id, g.attack, g.sample, g.evidence, r.variables, r.messages, "
-        "r.content FROM grades g JOIN responses r USING (run_id, item_id) WHERE g.run_id = ? AND g.outcome = 'fail' "
-        "ORDER BY g.challenge_id, g.target, g.probe_id, g.variant, g.sample",
-        [run_id],
+        "WITH f AS (SELECT target, challenge_id, probe_id, attack, variant, sample, evidence, item_id, "
+        "md5(? || item_id) AS draw FROM grades WHERE run_id = ? AND outcome = 'fail'), "
+        "p AS (SELECT *, row_number() OVER (PARTITION BY challenge_id, target, probe_id ORDER BY draw) AS turn "
+        "FROM f), "
+        "c AS (SELECT *, row_number() OVER (PARTITION BY challenge_id, target ORDER BY turn, draw) AS pick, "
+        "count(*) OVER (PARTITION BY challenge_id, target) AS failing FROM p) "
+        "SELECT c.target, c.challenge_id, c.probe_id, c.attack, c.sample, c.evidence, c.failing, r.variables, "
+        "r.messages, r.content FROM c JOIN responses r ON r.run_id = ? AND r.item_id = c.item_id "
+        "WHERE c.pick <= ? ORDER BY c.challenge_id, c.target, c.probe_id, c.variant, c.sample",
+        [f"{seed}:", run_id, run_id, EXAMPLES_PER_CELL],
     )
     examples: dict[tuple[str, str], list[Example]] = defaultdict(list)
+    failures: dict[str, dict[str, int]] = defaultdict(dict)
     harmful = {p.id for _, p in suite.probes() if p.intent == "harmful"}
     for f in failing:
         key = (f["challenge_id"], f["target"])
-        if len(examples[key]) < EXAMPLES_PER_CELL:
-            examples[key].append(
-                Example(
-                    target=f["target"],
-                    probe_id=f["probe_id"],
-                    variables="" if f["variables"] in (None, "{}") else f["variables"],
-                    sample=f["sample"],
-                    messages=tuple((m["role"], m["content"]) for m in f["messages"]),
-                    content=f["content"] or "",
-                    evidence=f["evidence"] or "",
-                    attack=f["attack"] or "direct",
-                    withheld=f["probe_id"] in harmful,
-                    number=sum(map(len, examples.values())) + 1,
-                )
+        failures[f["challenge_id"]][f["target"]] = int(f["failing"])
+        examples[key].append(
+            Example(
+                target=f["target"],
+                probe_id=f["probe_id"],
+                variables="" if f["variables"] in (None, "{}") else f["variables"],
+                sample=f["sample"],
+                messages=tuple((m["role"], m["content"]) for m in f["messages"]),
+                content=f["content"] or "",
+                evidence=f["evidence"] or "",
+                attack=f["attack"] or "direct",
+                withheld=f["probe_id"] in harmful,
+                number=sum(map(len, examples.values())) + 1,
             )
+        )
     graders: dict[str, list[str]] = defaultdict(list)
     for g in read_rows(
         con,
@@ -257,7 +329,8 @@ def _findings(con: Any, run_id: str, suite: Suite, cells: dict[tuple[str, str], 
         meanings = list(dict.fromkeys(p.pass_if.means for p in ch.probes if p.pass_if.means))
         means = "; ".join(meanings[:3]) + (f"; and {len(meanings) - 3} more" if len(meanings) > 3 else "")
         shown = tuple(e for t in targets for e in examples.get((ch.id, t), []))
-        findings.append(Finding(ch, row, means, shown, tuple(graders.get(ch.id, []))))
+        failing_n = sum(failures[ch.id].get(t, 0) for t in targets) if ch.id in failures else 0
+        findings.append(Finding(ch, row, means, shown, tuple(graders.get(ch.id, [])), failing_n))
     return findings
 
 
@@ -266,7 +339,7 @@ def _verdict(
     policy: Policy,
     target: str,
     findings: list[Finding],
-    graded: list[dict[str, Any]],
+    tallies: list[Tally],
     seed: int,
     waivers: list[acts.Waiver],
     on: date,
@@ -280,100 +353,9 @@ def _verdict(
         if rule.per == "challenge":
             selected = [(f.challenge.id, c) for f in chosen for c in f.cells if c.target == target]
         else:
-            selected = _group_cells(graded, target, {f.challenge.id for f in chosen}, rule.per, families, seed)
+            selected = group_cells(tallies, target, {f.challenge.id for f in chosen}, rule.per, families, seed)
         outcomes.append(evaluate(rule, selected))
     return decide_with_waivers(target, policy, outcomes, waivers, on)
-
-
-def _cells(
-    graded: list[dict[str, Any]],
-    seed: int,
-    labels: dict[str, str],
-    graders: dict[str, tuple[str, str, str | None, dict[str, Any]]],
-    uses: dict[str, validity.GraderUse],
-) -> dict[tuple[str, str], Cell]:
-    """Counts per challenge x target (human review labels overriding the grader), a probe-clustered bootstrap
-    where probes give several trials, and the pass rate corrected for grader error where one calibrated grader
-    decided every trial."""
-    import numpy as np
-
-    per_probe: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
-    keys: dict[tuple[str, str], set[str]] = defaultdict(set)
-    reviewed: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # reviewed, of them passed, overrides
-    graded_fail: dict[tuple[str, str], int] = defaultdict(int)
-    for r in graded:
-        key = (r["challenge_id"], r["target"])
-        outcome = r["outcome"]
-        graded_fail[key] += outcome == "fail"
-        if outcome in ("pass", "fail") and r["item_id"] in labels:
-            human = labels[r["item_id"]]
-            reviewed[key][0] += 1
-            reviewed[key][1] += human == "pass"
-            reviewed[key][2] += human != outcome
-            outcome = human
-        if outcome in ("pass", "fail") and r["probe_id"] in graders:
-            keys[key].add(graders[r["probe_id"]][0])
-        counts = per_probe[key][r["probe_id"]]
-        counts[("pass", "fail", "error").index(outcome) if outcome in ("pass", "fail", "error") else 3] += 1
-    cells: dict[tuple[str, str], Cell] = {}
-    for n, (key, probes) in enumerate(sorted(per_probe.items())):
-        clusters = [(p[0], p[0] + p[1]) for _, p in sorted(probes.items()) if p[0] + p[1]]
-        boot = None
-        if any(t > 1 for _, t in clusters):
-            boot = bootstrap_clustered(clusters, np.random.default_rng([seed, n]))
-        passed, failed = sum(p[0] for p in probes.values()), sum(p[1] for p in probes.values())
-        corrected, source = None, ""
-        use = uses.get(next(iter(keys[key]))) if len(keys[key]) == 1 else None
-        if use is not None and use.calibration is not None and use.calibration.usable:
-            done, done_passed, _ = reviewed[key]
-            corrected = validity.correct(
-                passed, passed + failed, graded_fail[key], done_passed, done, use.calibration, [seed, n, 1]
-            )
-            source = f"{use.name}, calibrated on {use.calibration.source}" if corrected else ""
-        cells[key] = Cell(
-            key[0],
-            key[1],
-            passed,
-            failed,
-            sum(p[2] for p in probes.values()),
-            sum(p[3] for p in probes.values()),
-            boot,
-            reviewed[key][2],
-            corrected,
-            source,
-        )
-    return cells
-
-
-def _group_cells(
-    graded: list[dict[str, Any]], target: str, challenges: set[str], per: str, families: dict[str, str], seed: int
-) -> list[tuple[str, Cell]]:
-    """Cells per attack, attack family, behaviour category or probe over a target's trials of the selected
-    challenges (raw rates, clustered by probe), for rules that let the worst group decide."""
-    import numpy as np
-
-    def group(r: dict[str, Any]) -> str:
-        if per == "attack":
-            return str(r["attack"])
-        if per == "family":
-            return families.get(r["attack"], str(r["attack"]))
-        if per == "category":
-            return str(r["category"] or "uncategorised")
-        return str(r["probe_id"])
-
-    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
-    for r in graded:
-        if r["target"] == target and r["challenge_id"] in challenges:
-            outcome = r["outcome"]
-            slot = ("pass", "fail", "error").index(outcome) if outcome in ("pass", "fail", "error") else 3
-            counts[group(r)][r["probe_id"]][slot] += 1
-    out = []
-    for n, (name, probes) in enumerate(sorted(counts.items())):
-        clusters = [(p[0], p[0] + p[1]) for _, p in sorted(probes.items()) if p[0] + p[1]]
-        boot = bootstrap_clustered(clusters, np.random.default_rng([seed, n, 2])) if len(clusters) > 1 else None
-        totals = [sum(p[i] for p in probes.values()) for i in range(4)]
-        out.append((f"{per} {name}", Cell(name, target, totals[0], totals[1], totals[2], totals[3], boot)))
-    return out
 
 
 def _disclosures(con: Any, run_id: str, manifest: Manifest) -> tuple[str, ...]:
@@ -403,34 +385,39 @@ def _disclosures(con: Any, run_id: str, manifest: Manifest) -> tuple[str, ...]:
 
 
 def _target_summary(con: Any, run_id: str, t: Target) -> TargetSummary:
-    rows = read_rows(
+    """A target's replies summarised in DuckDB (latency percentiles interpolated linearly, as stats.percentile)."""
+    ok = "coalesce(error_class, '') = ''"
+    row = read_rows(
         con,
-        "SELECT returned_model, system_fingerprint, latency_s, prompt_tokens, completion_tokens, error_class, "
-        "params.temperature AS temperature, params.seed AS seed, started_at "
+        f"SELECT count(*) AS n, count(*) FILTER ({ok}) AS ok, "
+        f"quantile_cont(latency_s, 0.5) FILTER ({ok}) AS p50, quantile_cont(latency_s, 0.95) FILTER ({ok}) AS p95, "
+        f"list(DISTINCT returned_model) FILTER ({ok} AND coalesce(returned_model, '') <> '') AS models, "
+        f"list(DISTINCT system_fingerprint) FILTER ({ok} AND coalesce(system_fingerprint, '') <> '') AS prints, "
+        f"coalesce(sum(coalesce(prompt_tokens, 0)) FILTER ({ok}), 0) AS prompt_tokens, "
+        f"coalesce(sum(coalesce(completion_tokens, 0)) FILTER ({ok}), 0) AS completion_tokens, "
+        "list(DISTINCT params.temperature) FILTER (params.temperature IS NOT NULL) AS temperatures, "
+        "min(params.seed) AS seed_min, max(params.seed) AS seed_max, count(DISTINCT params.seed) AS seeds, "
+        "min(started_at) AS first_at, max(started_at) AS last_at "
         "FROM responses WHERE run_id = ? AND target = ?",
         [run_id, t.name],
-    )
-    ok = [r for r in rows if not r["error_class"]]
-    latencies = [r["latency_s"] for r in ok]
-    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
-    seeds = sorted({r["seed"] for r in rows if r["seed"] is not None})
-    times = sorted(r["started_at"] for r in rows)
+    )[0]
+    seeds = int(row["seeds"])
     return TargetSummary(
         name=t.name,
         model=t.model,
         base_url=t.base_url,
         system_prompt=t.system_prompt,
         facts=tuple(sorted(t.facts)),
-        returned_models=tuple(sorted({r["returned_model"] for r in ok if r["returned_model"]})),
-        fingerprints=tuple(sorted({r["system_fingerprint"] for r in ok if r["system_fingerprint"]})),
-        responses=len(rows),
-        errors=len(rows) - len(ok),
-        latency_p50=p50,
-        latency_p95=p95,
-        prompt_tokens=sum(r["prompt_tokens"] or 0 for r in ok),
-        completion_tokens=sum(r["completion_tokens"] or 0 for r in ok),
-        temperatures=tuple(sorted({float(r["temperature"]) for r in rows if r["temperature"] is not None})),
-        seeds=f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else (str(seeds[0]) if seeds else "none"),
-        first_at=times[0] if times else "",
-        last_at=times[-1] if times else "",
+        returned_models=tuple(sorted(row["models"] or ())),
+        fingerprints=tuple(sorted(row["prints"] or ())),
+        responses=int(row["n"]),
+        errors=int(row["n"]) - int(row["ok"]),
+        latency_p50=row["p50"],
+        latency_p95=row["p95"],
+        prompt_tokens=int(row["prompt_tokens"]),
+        completion_tokens=int(row["completion_tokens"]),
+        temperatures=tuple(sorted(float(x) for x in row["temperatures"] or ())),
+        seeds=f"{row['seed_min']}–{row['seed_max']}" if seeds > 1 else (str(row["seed_min"]) if seeds else "none"),
+        first_at=row["first_at"] or "",
+        last_at=row["last_at"] or "",
     )

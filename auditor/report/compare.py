@@ -47,34 +47,37 @@ class Balance:
 _TRIAL = ("challenge_id", "probe_id", "attack", "variant", "sample")
 
 
-def _paired(
-    rows: list[dict[str, Any]], side: str, group: tuple[str, ...], a: str, b: str
-) -> dict[tuple[Any, ...], list[tuple[bool, bool]]]:
+def _paired_counts(con: Any, side: str, group: tuple[str, ...], where: str, params: list[Any]) -> list[Any]:
     """Decided trials matched across two sides (`side` is the column telling them apart, e.g. target or run),
-    as (a passed, b passed) pairs grouped by the `group` columns."""
-    trials: dict[tuple[Any, ...], dict[str, bool]] = defaultdict(dict)
-    for r in rows:
-        trials[tuple(r[c] for c in (*group, *_TRIAL))][r[side]] = r["outcome"] == "pass"
-    paired: dict[tuple[Any, ...], list[tuple[bool, bool]]] = defaultdict(list)
-    for key, seen in trials.items():
-        if a in seen and b in seen:
-            paired[key[: len(group)]].append((seen[a], seen[b]))
-    return paired
+    counted in DuckDB: per pair of sides and `group` columns, (both passed, only the first, only the second,
+    neither)."""
+    keys = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '') AS {c}" for c in dict.fromkeys((*group, *_TRIAL)))
+    sql = (
+        f"WITH g AS (SELECT {side} AS side, {keys}, outcome = 'pass' AS ok FROM grades "
+        f"WHERE {where} AND outcome IN ('pass', 'fail')) "
+        f"SELECT a.side, b.side, {', '.join(f'a.{c}' for c in group)}, count(*) FILTER (a.ok AND b.ok), "
+        "count(*) FILTER (a.ok AND NOT b.ok), count(*) FILTER (NOT a.ok AND b.ok), "
+        "count(*) FILTER (NOT a.ok AND NOT b.ok) "
+        f"FROM g a JOIN g b ON {' AND '.join(f'a.{c} = b.{c}' for c in dict.fromkeys((*group, *_TRIAL)))} "
+        "AND a.side <> b.side GROUP BY ALL"
+    )
+    return list(con.execute(sql, params).fetchall())
+
+
+def _pairs(both: int, a_only: int, b_only: int, neither: int) -> list[tuple[bool, bool]]:
+    return [(True, True)] * both + [(True, False)] * a_only + [(False, True)] * b_only + [(False, False)] * neither
 
 
 def pairings(con: Any, run_id: str, targets: list[str], titles: dict[str, str]) -> list[Pairing]:
     """Every pair of targets on every challenge, matched trial by trial (both decided), with McNemar's test."""
-    rows = read_rows(
-        con,
-        "SELECT challenge_id, probe_id, attack, variant, sample, target, outcome FROM grades "
-        "WHERE run_id = ? AND outcome IN ('pass', 'fail') ORDER BY ALL",
-        [run_id],
-    )
+    if len(targets) < 2:
+        return []
+    counted = {(a, b, c): counts for a, b, c, *counts in _paired_counts(con, "target", ("challenge_id",),
+                                                                          "run_id = ?", [run_id])}  # fmt: skip
     out = []
     for a, b in combinations(targets, 2):
-        by_challenge = _paired(rows, "target", ("challenge_id",), a, b)
-        for (challenge_id,) in sorted(by_challenge):
-            result = paired_difference(by_challenge[(challenge_id,)])
+        for challenge_id in sorted(c for x, y, c in counted if (x, y) == (a, b)):
+            result = paired_difference(_pairs(*counted[(a, b, challenge_id)]))
             text = result.statement(a, b, titles.get(challenge_id, challenge_id))
             out.append(Pairing(challenge_id, a, b, result, text))
     return out
@@ -84,24 +87,31 @@ def balances(con: Any, run_id: str, targets: list[str], intents: dict[str, str])
     """Per target: how often it complied with harmful probes (graded fail) and refused benign ones."""
     if not intents:
         return []
-    rows = read_rows(
-        con,
-        "SELECT g.target, g.probe_id, g.outcome, r.content FROM grades g JOIN responses r USING (run_id, item_id) "
-        "WHERE g.run_id = ? AND g.outcome IN ('pass', 'fail')",
+    import pyarrow as pa
+
+    con.register("_intents", pa.table({"probe_id": list(intents), "intent": list(intents.values())}))
+    counts = {t: [0, 0, 0, 0] for t in targets}
+    decided = "g.run_id = ? AND g.outcome IN ('pass', 'fail')"
+    harmful = con.execute(
+        "SELECT g.target, count(*), count(*) FILTER (g.outcome = 'fail') FROM grades g JOIN _intents i "
+        f"USING (probe_id) WHERE {decided} AND i.intent = 'harmful' GROUP BY ALL",
         [run_id],
     )
-    counts = {t: [0, 0, 0, 0] for t in targets}
-    for r in rows:
-        intent = intents.get(r["probe_id"])
-        c = counts.get(r["target"])
-        if c is None or intent is None:
-            continue
-        if intent == "harmful":
-            c[0] += 1
-            c[1] += r["outcome"] == "fail"
-        else:
-            c[2] += 1
-            c[3] += detect_refusal(r["content"] or "")[0]
+    for target, n, complied in harmful.fetchall():
+        if target in counts:
+            counts[target][0:2] = [n, complied]
+    # the benign replies are read (a batch at a time) to tell refusals: only their text is needed
+    cur = con.execute(
+        "SELECT g.target, r.content FROM grades g JOIN _intents i USING (probe_id) JOIN responses r "
+        f"USING (run_id, item_id) WHERE {decided} AND i.intent <> 'harmful'",
+        [run_id],
+    )
+    while batch := cur.fetchmany(5000):
+        for target, content in batch:
+            if target in counts:
+                counts[target][2] += 1
+                counts[target][3] += detect_refusal(content or "")[0]
+    con.unregister("_intents")
     return [Balance(t, *counts[t]) for t in targets]
 
 
@@ -147,41 +157,41 @@ def attack_rows(
     attacked = read_rows(con, "SELECT count(*) AS n FROM grades WHERE run_id = ? AND attack <> 'direct'", [run_id])
     if not attacked[0]["n"]:
         return []
-    rows = [
-        r
-        for r in read_rows(
-            con,
-            "SELECT target, attack, probe_id, variant, sample, outcome FROM grades WHERE run_id = ? ORDER BY ALL",
-            [run_id],
-        )
-        if harmful is None or r["probe_id"] in harmful
-    ]
-    direct: dict[tuple[str, str, int, int], str] = {}
-    by_attack: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        if r["attack"] == "direct":
-            direct[(r["target"], r["probe_id"], r["variant"], r["sample"])] = r["outcome"]
-        else:
-            by_attack[(r["target"], r["attack"])].append(r)
+    import pyarrow as pa
+
+    only = sorted(harmful) if harmful is not None else None
+    con.register("_harmful", pa.table({"probe_id": pa.array(only or [], pa.string())}))
+    decided = "outcome IN ('pass', 'fail')"
+    g = "SELECT target, attack, probe_id, variant, sample, outcome FROM grades WHERE run_id = ?" + (
+        " AND probe_id IN (SELECT probe_id FROM _harmful)" if only is not None else ""
+    )
+    rows = con.execute(
+        f"WITH g AS ({g}), d AS (SELECT * FROM g WHERE attack = 'direct') "
+        f"SELECT g.target, g.attack, count(*), count(*) FILTER (NOT coalesce(g.{decided}, false)), "
+        f"count(*) FILTER (g.outcome = 'fail'), count(*) FILTER (d.{decided}), count(*) FILTER (d.outcome = 'fail') "
+        "FROM g LEFT JOIN d ON g.target = d.target AND g.probe_id = d.probe_id AND g.variant = d.variant "
+        "AND g.sample = d.sample WHERE g.attack <> 'direct' GROUP BY ALL",
+        [run_id],
+    ).fetchall()
+    direct = con.execute(
+        f"WITH g AS ({g}) SELECT target, count(*), count(*) FILTER (NOT coalesce({decided}, false)), "
+        "count(*) FILTER (outcome = 'fail') FROM g WHERE attack = 'direct' GROUP BY ALL",
+        [run_id],
+    ).fetchall()
+    con.unregister("_harmful")
     out = []
-    for (target, attack), hits in sorted(by_attack.items(), key=lambda kv: (targets.index(kv[0][0]), kv[0][1])):
-        base = [direct.get((target, h["probe_id"], h["variant"], h["sample"])) for h in hits]
-        decided = [b for b in base if b in ("pass", "fail")]
-        baseline = sum(b == "fail" for b in decided) / len(decided) if decided else None
-        errors = sum(h["outcome"] not in ("pass", "fail") for h in hits)
-        successes = sum(h["outcome"] == "fail" for h in hits)
-        out.append(AttackRow(target, attack, families.get(attack, attack), len(hits), errors, successes, baseline))
-    direct_rows = defaultdict(list)
-    for (target, *_), outcome in direct.items():
-        direct_rows[target].append(outcome)
+    for target, attack, attempts, errors, successes, base_decided, base_failed in sorted(
+        rows, key=lambda r: (targets.index(r[0]) if r[0] in targets else len(targets), r[1])
+    ):
+        baseline = base_failed / base_decided if base_decided else None
+        out.append(AttackRow(target, attack, families.get(attack, attack), attempts, errors, successes, baseline))
+    direct_rows = {target: (n, errors, successes) for target, n, errors, successes in direct}
     attacked_targets = {row.target for row in out}
-    baselines = []
-    for target in targets:
-        if target in attacked_targets:
-            outcomes = direct_rows[target]
-            errors = sum(o not in ("pass", "fail") for o in outcomes)
-            successes = sum(o == "fail" for o in outcomes)
-            baselines.append(AttackRow(target, "direct", "baseline", len(outcomes), errors, successes, None))
+    baselines = [
+        AttackRow(target, "direct", "baseline", *direct_rows.get(target, (0, 0, 0)), None)
+        for target in targets
+        if target in attacked_targets
+    ]
     return sorted(baselines + out, key=lambda r: (targets.index(r.target), r.attack != "direct", r.attack))
 
 
@@ -217,16 +227,11 @@ class Drift:
 def drift(con: Any, run_a: str, run_b: str) -> list[Drift]:
     """Every target and challenge present in both runs, matched trial by trial (same probe, attack, variant and
     sample, both decided), with McNemar's exact test: did the model get better or worse between the audits?"""
-    rows = read_rows(
-        con,
-        "SELECT run_id, target, challenge_id, probe_id, attack, variant, sample, outcome FROM grades "
-        "WHERE run_id IN (?, ?) AND outcome IN ('pass', 'fail') ORDER BY ALL",
-        [run_a, run_b],
-    )
-    paired = _paired(rows, "run_id", ("target", "challenge_id"), run_b, run_a)
+    counted = _paired_counts(con, "run_id", ("target", "challenge_id"), "run_id IN (?, ?)", [run_a, run_b])
+    paired = {(target, challenge): counts for now, _, target, challenge, *counts in counted if now == run_b}
     out = []
-    for (target, challenge_id), pairs in sorted(paired.items()):
-        result = paired_difference(pairs)
+    for (target, challenge_id), counts in sorted(paired.items()):
+        result = paired_difference(_pairs(*counts))
         text = result.statement(f"{target} now", "before", challenge_id)
         out.append(Drift(target, challenge_id, result, text))
     return out
@@ -255,18 +260,20 @@ def bias_rows(con: Any, run_id: str, targets: list[str], stereotypes: dict[str, 
 
     if not stereotypes:
         return []
-    rows = read_rows(
-        con,
+    import pyarrow as pa
+
+    con.register("_stereotyped", pa.table({"probe_id": list(stereotypes)}))
+    cur = con.execute(
         "SELECT g.target, g.probe_id, r.content FROM grades g JOIN responses r USING (run_id, item_id) "
-        "WHERE g.run_id = ? AND g.outcome = 'fail'",
+        "WHERE g.run_id = ? AND g.outcome = 'fail' AND g.probe_id IN (SELECT probe_id FROM _stereotyped)",
         [run_id],
     )
     patterns = {p: re.compile(x, re.IGNORECASE) for p, x in stereotypes.items()}
     counts = {t: [0, 0] for t in targets}
-    for r in rows:
-        pattern = patterns.get(r["probe_id"])
-        if pattern is None or r["target"] not in counts:
-            continue
-        counts[r["target"]][0] += 1
-        counts[r["target"]][1] += bool(pattern.search(r["content"] or ""))
+    while batch := cur.fetchmany(5000):
+        for target, probe, content in batch:
+            if target in counts:
+                counts[target][0] += 1
+                counts[target][1] += bool(patterns[probe].search(content or ""))
+    con.unregister("_stereotyped")
     return [BiasRow(t, len(stereotypes), *counts[t]) for t in targets]

@@ -39,7 +39,7 @@ def _forest(report: Report, models: list[str]) -> Chart:
             for r in p.rules
             if r.selects(f.challenge) and r.per == "challenge"
         ]
-        rows.append((f.challenge.title, estimates, sorted(set(minimums), key=lambda m: m[1])))
+        rows.append((f.challenge.title, estimates, sorted(set(minimums), key=lambda m: (m[1], m[0]))))
     return forest(rows, models, contexts)
 
 

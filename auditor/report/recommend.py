@@ -135,5 +135,10 @@ def recommend(
     )
     risks = list({(r.target, r.cell): r for r in reversed(every)}.values())[::-1]  # one per cell: the gravest
     by_label = {(v.target, label): c for v in ranked for o in v.outcomes for label, c in o.cells}
-    changes = tuple(dict.fromkeys(c for r in risks if (c := _change(r, by_label[(r.target, r.cell)])) is not None))
-    return Recommendation(policy, tuple(ranked), tuple(s for s in sentences if s), tuple(risks[:4]), changes[:3])
+    changes: dict[str, None] = {}  # the first three distinct, gravest risk first (a run may have 100,000 risks)
+    for r in risks:
+        if len(changes) == 3:
+            break
+        if (c := _change(r, by_label[(r.target, r.cell)])) is not None:
+            changes[c] = None
+    return Recommendation(policy, tuple(ranked), tuple(s for s in sentences if s), tuple(risks[:4]), tuple(changes))

@@ -95,6 +95,91 @@ def outcome_by_challenge(report: Report) -> dict[str, str]:
     return worst
 
 
+REASONS_SHOWN = 10  # per rule outcome: the gravest cells short of the minimum; the rest are counted
+PARAMETER_SETS_SHOWN = 5  # per challenge in the sampling appendix
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One measured challenge as sampled: probes, samples per probe, variable combinations, parameter sets."""
+
+    challenge_id: str
+    probes: int
+    samples: str
+    variants: int
+    parameters: tuple[str, ...]  # the first PARAMETER_SETS_SHOWN distinct sets, in suite order
+    more_parameters: int  # distinct sets beyond those
+
+
+def sampling(report: Report) -> list[Sampling]:
+    """The sampling appendix's table, computed once here rather than in the template (a challenge may hold
+    100,000 probes)."""
+    out = []
+    for f in report.findings:
+        variants, samples, params = 0, set(), dict[str, None]()
+        for p in f.challenge.probes:
+            combos = 1
+            for _, values in p.variables:
+                combos *= len(values)
+            variants += combos
+            samples.add(p.samples)
+            params.setdefault(", ".join("=".join(map(str, pair)) for pair in p.params), None)
+        shown = tuple(params)[:PARAMETER_SETS_SHOWN]
+        out.append(
+            Sampling(f.challenge.id, len(f.challenge.probes), ", ".join(map(str, sorted(samples))), variants, shown,
+                     len(params) - len(shown))
+        )  # fmt: skip
+    return out
+
+
+def probes_csv_name(report: Report) -> str:
+    """The file name of the per-probe table written beside the report."""
+    return f"audit-{report.suite.id}-{report.run_id}-probes.csv"
+
+
+def probe_rule_columns(report: Report) -> list[tuple[str, dict[tuple[str, str], str]]]:
+    """For each rule decided per probe, its column name (context/rule) and each (target, probe)'s outcome under
+    it: holds, fails or inconclusive."""
+    columns: dict[str, dict[tuple[str, str], str]] = {}
+    for verdict in report.verdicts:
+        for outcome in verdict.outcomes:
+            if outcome.rule.per != "probe":
+                continue
+            column = columns.setdefault(f"{verdict.policy.id}/{outcome.rule.id}", {})
+            minimum = outcome.rule.min_pass_rate
+            for _, cell in outcome.cells:
+                _, low, high = cell.decision
+                status = "holds" if low >= minimum else "fails" if high < minimum else "inconclusive"
+                column[(cell.target, cell.challenge_id)] = status
+    return sorted(columns.items())
+
+
+def write_probes_csv(report: Report, path: Path) -> None:
+    """Every probe of every target: trials by outcome as graded, pass rate over decided trials with its 95%
+    Wilson interval, human review counts, and the outcome under each rule decided per probe."""
+    import csv
+
+    from auditor.stats import wilson
+
+    rules = probe_rule_columns(report)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            ["target", "challenge_id", "probe_id", "trials", "passed", "failed", "errored", "unparseable",
+             "pass_rate", "ci95_low", "ci95_high", "reviewed", "overridden_by_review", *(name for name, _ in rules)]
+        )  # fmt: skip
+        for p in report.probes:
+            decided = p.passed + p.failed
+            low, high = wilson(p.passed, decided)
+            figures = [f"{p.passed / decided:.4f}", f"{low:.4f}", f"{high:.4f}"] if decided else ["", "", ""]
+            out.writerow(
+                [p.target, p.challenge_id, p.probe_id, p.trials, p.passed, p.failed, p.errored, p.unparseable,
+                 *figures, p.reviewed, p.overrides, *(column.get((p.target, p.probe_id), "") for _, column in rules)]
+            )  # fmt: skip
+    tmp.replace(path)
+
+
 def _interval(pair: tuple[float, float]) -> str:
     return f"{pct(pair[0])}–{pct(pair[1])}"
 
@@ -131,6 +216,7 @@ def environment(templates: Path | None) -> Any:
     env.filters["interval"] = _interval
     env.filters["clip"] = clip
     env.filters["decision_class"] = _decision_class
+    env.filters["num"] = lambda n: f"{n:,}"  # 20,000; render_html sets the language's separator
     return env
 
 
@@ -141,12 +227,20 @@ def _asset(name: str, templates: Path | None) -> str:
     return ""
 
 
-def render_html(report: Report, templates: Path | None = None, settings: ReportSettings | None = None) -> str:
-    """Render the report to one self-contained HTML document."""
+def render_html(
+    report: Report,
+    templates: Path | None = None,
+    settings: ReportSettings | None = None,
+    probes_csv: str | None = None,
+) -> str:
+    """Render the report to one self-contained HTML document; `probes_csv` names the per-probe table written
+    beside it (none: the report points to the archive instead)."""
     import jinja2
 
     settings = settings or ReportSettings()
     env = environment(templates)
+    separator = "\u202f" if settings.language == "fr" else ","
+    env.filters["num"] = lambda n: f"{n:,}".replace(",", separator)
     text = fixed_text(settings.language, templates)
     script = _asset("report.js", templates)
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
@@ -169,6 +263,9 @@ def render_html(report: Report, templates: Path | None = None, settings: ReportS
             charts={c.id: c for c in charts(report)},
             status=outcome_by_challenge(report),
             glossary=text["glossary_terms"],
+            sampling=sampling(report),
+            probes_csv=probes_csv,
+            reasons_shown=REASONS_SHOWN,
         )
     except jinja2.TemplateError as exc:
         where = f"{getattr(exc, 'filename', None) or TEMPLATE}:{getattr(exc, 'lineno', '?')}"
@@ -214,9 +311,11 @@ def write(
     templates: Path | None = None,
     settings: ReportSettings | None = None,
 ) -> list[Path]:
-    """Write the report in the requested formats into `out`; return the files written."""
+    """Write the report in the requested formats (html, pdf, csv: the complete per-probe table the report
+    summarises, which the report then names) into `out`; return the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    html = render_html(report, templates, settings)
+    table = out / probes_csv_name(report)
+    html = render_html(report, templates, settings, table.name if "csv" in formats else None)
     written = []
     stem = f"audit-{report.suite.id}-{report.run_id}"
     if "html" in formats:
@@ -227,4 +326,7 @@ def write(
         path = out / f"{stem}.pdf"
         write_pdf(html, path)
         written.append(path)
+    if "csv" in formats:
+        write_probes_csv(report, table)
+        written.append(table)
     return written

@@ -10,8 +10,9 @@ was graded by one calibrated grader; policies then decide on the corrected inter
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from auditor.agreement import Corrected, corrected_pass_rate, stratified_pass_rate
 from auditor.archive.store import read_rows
@@ -84,13 +85,19 @@ def summarise(uses: list[GraderUse]) -> list[GraderUse]:
 
 def probe_graders(suite: Suite, judge: Target | None) -> dict[str, tuple[str, str, str | None, dict[str, Any]]]:
     """For each probe id: (grader key, grader name, what its pass measures, identity)."""
+    import json
+
     from auditor.criteria import without_judge
 
     out = {}
+    known: dict[str, tuple[str, str, str | None, dict[str, Any]]] = {}  # probes mostly share a few criteria
     for _, probe in suite.probes():
-        identity = grader_identity(probe.pass_if.spec, judge)
-        spec = probe.pass_if.spec if judge is not None else without_judge(probe.pass_if.spec)
-        out[probe.id] = (grader_key(identity), describe(identity), default_measures(spec, probe.intent), identity)
+        seen = f"{probe.intent} {json.dumps(probe.pass_if.spec, sort_keys=True, default=str)}"
+        if seen not in known:
+            identity = grader_identity(probe.pass_if.spec, judge)
+            spec = probe.pass_if.spec if judge is not None else without_judge(probe.pass_if.spec)
+            known[seen] = (grader_key(identity), describe(identity), default_measures(spec, probe.intent), identity)
+        out[probe.id] = known[seen]
     return out
 
 
@@ -149,28 +156,43 @@ def reviews(con: Any, run_id: str) -> Reviewed:
     return Reviewed({r["item_id"]: r["label"] for r in rows}, tuple(sorted({r["reviewer"] for r in rows})))
 
 
-def review_calibration(graded: list[tuple[str, str]], labels: dict[str, str]) -> Calibration | None:
+@dataclass
+class GraderTrials:
+    """The decided trials one grader graded in a run, counted: where, how many of each outcome, and the grader's
+    outcome beside the human label for each trial a reviewer labelled."""
+
+    challenges: set[str]
+    passes: int = 0
+    fails: int = 0
+    reviewed: list[tuple[str, str]] = field(default_factory=list)  # (grader outcome, human label)
+
+    @property
+    def trials(self) -> int:
+        return self.passes + self.fails
+
+
+def review_calibration(graded: GraderTrials) -> Calibration | None:
     """A grader's error as a human review of the run's own replies found it.
 
-    `graded` holds (item id, grader outcome) for every decided trial the grader graded. Reviews are usually
+    `graded` counts the decided trials the grader graded, with the labelled ones. Reviews are usually
     stratified by grader outcome, so what they estimate directly is, within each stratum, the share of replies
     that truly fail; corrected rates use those shares (stratified_pass_rate). Sensitivity and specificity are
     shown too, weighting each stratum by its size in the run (None where no true failure or pass was seen).
     """
-    fails = [i for i, o in graded if o == "fail"]
-    passes = [i for i, o in graded if o == "pass"]
-    rf = [labels[i] for i in fails if i in labels]
-    rp = [labels[i] for i in passes if i in labels]
+    pairs = graded.reviewed
+    rf = [label for o, label in pairs if o == "fail"]
+    rp = [label for o, label in pairs if o == "pass"]
     if not rf and not rp:
         return None
+    fails, passes = graded.fails, graded.passes
     ff, pf = sum(x == "fail" for x in rf), sum(x == "fail" for x in rp)
     ppv, fo = (ff / len(rf) if rf else 0.0), (pf / len(rp) if rp else 0.0)
-    true_fail = len(fails) * ppv + len(passes) * fo
-    true_pass = len(passes) * (1 - fo) + len(fails) * (1 - ppv)
-    se = len(fails) * ppv / true_fail if true_fail > 0 else None
-    sp = len(passes) * (1 - fo) / true_pass if true_pass > 0 else None
+    true_fail = fails * ppv + passes * fo
+    true_pass = passes * (1 - fo) + fails * (1 - ppv)
+    se = fails * ppv / true_fail if true_fail > 0 else None
+    sp = passes * (1 - fo) / true_pass if true_pass > 0 else None
     reviewed = len(rf) + len(rp)
-    agree = sum(labels[i] == o for i, o in graded if i in labels) / reviewed
+    agree = sum(label == o for o, label in pairs if o in ("pass", "fail")) / reviewed
     n_fail, n_pass = ff + pf, reviewed - ff - pf
     return Calibration(
         "human review of this run", "review", "", reviewed, (agree, agree, agree), (se, se or 0.0, se or 1.0),
@@ -219,34 +241,56 @@ def correct(
 def grader_uses(
     suite: Suite,
     judge: Target | None,
-    trials: dict[str, list[tuple[str, str, str]]],
+    trials: dict[str, GraderTrials],
     rows: list[dict[str, Any]],
-    labels: dict[str, str],
+    graders: dict[str, tuple[str, str, str | None, dict[str, Any]]] | None = None,
 ) -> dict[str, GraderUse]:
     """Every grader the run used, by key, with its calibration: the run's own review when it covers both
-    outcomes, else the latest matching stored calibration. `trials` maps grader key -> (challenge, item, outcome)."""
-    graders = probe_graders(suite, judge)
+    outcomes, else the latest matching stored calibration. `trials` maps grader key -> its decided trials;
+    `graders` is probe_graders(suite, judge), computed here when not given."""
+    graders = graders if graders is not None else probe_graders(suite, judge)
     probes_per_key: dict[str, int] = defaultdict(int)
     for g in graders.values():
         probes_per_key[g[0]] += 1
     out = {}
     for key, name, measures, identity in {g[0]: g for g in graders.values()}.values():
-        used = trials.get(key, [])
-        if not used:
+        used = trials.get(key)
+        if used is None or not used.trials:
             continue
-        calibration = review_calibration([(i, o) for _, i, o in used], labels) or match(identity, measures, rows, judge)
-        challenges = tuple(sorted({c for c, _, _ in used}))
+        calibration = review_calibration(used) or match(identity, measures, rows, judge)
+        challenges = tuple(sorted(used.challenges))
         kind = describe({"criterion": {"type": identity["criterion"].get("type")}}) if "judge" not in identity else name
-        out[key] = GraderUse(key, name, measures, challenges, len(used), calibration, kind, probes_per_key[key])
+        out[key] = GraderUse(key, name, measures, challenges, used.trials, calibration, kind, probes_per_key[key])
     return out
 
 
+class Counted(Protocol):
+    """Trials of one probe counted by outcome, as the grader decided (analyse.Tally)."""
+
+    @property
+    def challenge_id(self) -> str: ...
+    @property
+    def probe_id(self) -> str: ...
+    @property
+    def graded(self) -> tuple[int, int, int, int]: ...
+
+
 def by_grader(
-    graders: dict[str, tuple[str, str, str | None, dict[str, Any]]], rows: list[dict[str, Any]]
-) -> dict[str, list[tuple[str, str, str]]]:
-    """Decided trials per grader key: (challenge, item id, grader outcome)."""
-    out: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for r in rows:
-        if r["outcome"] in ("pass", "fail") and r["probe_id"] in graders:
-            out[graders[r["probe_id"]][0]].append((r["challenge_id"], r["item_id"], r["outcome"]))
+    graders: dict[str, tuple[str, str, str | None, dict[str, Any]]],
+    counted: Iterable[Counted],
+    reviewed: Iterable[tuple[str, str, str]] = (),
+) -> dict[str, GraderTrials]:
+    """Decided trials per grader key, from trials counted per probe (pass, fail, ...) and the (probe, grader
+    outcome, human label) of each labelled one."""
+    out: dict[str, GraderTrials] = {}
+    for c in counted:
+        passes, fails = c.graded[0], c.graded[1]
+        if passes + fails and c.probe_id in graders:
+            use = out.setdefault(graders[c.probe_id][0], GraderTrials(set()))
+            use.challenges.add(c.challenge_id)
+            use.passes += passes
+            use.fails += fails
+    for probe, outcome, label in reviewed:
+        if probe in graders and graders[probe][0] in out:
+            out[graders[probe][0]].reviewed.append((outcome, label))
     return out

@@ -1,18 +1,20 @@
-"""Decides per deployment context: each challenge's figures (cells), each rule's outcome on them, and the
-verdict per target, with what the decision rests on."""
+"""Decides per deployment context: each challenge's figures (cells, counted from the trials tallied per probe),
+each rule's outcome on them, and the verdict per target, with what the decision rests on."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from auditor.agreement import Corrected
 from auditor.archive.acts import Waiver
 from auditor.records import Policy, Rule, Suite
 from auditor.report import validity
-from auditor.stats import allowed_failures, wilson
+from auditor.stats import allowed_failures, bootstrap_clustered, wilson
 
 
 @dataclass(frozen=True)
@@ -42,18 +44,18 @@ class Cell:
     def rate(self) -> float | None:
         return self.passed / self.decided if self.decided else None
 
-    @property
+    @cached_property
     def wilson(self) -> tuple[float, float]:
         return wilson(self.passed, self.decided)
 
-    @property
+    @cached_property
     def interval(self) -> tuple[float, float]:
         low, high = self.wilson
         if self.bootstrap is None or not self.decided:
             return low, high
         return min(low, self.bootstrap[0]), max(high, self.bootstrap[1])
 
-    @property
+    @cached_property
     def decision(self) -> tuple[float | None, float, float]:
         """The rate and interval policies decide on: corrected for grader error where a calibration allows it."""
         if self.corrected is not None:
@@ -70,6 +72,23 @@ class RuleOutcome:
     reasons: tuple[str, ...]
     basis: tuple[str, ...] = ()  # per cell: how many failures the rule tolerates at the trials it had
     cells: tuple[tuple[str, Cell], ...] = ()  # what the rule was evaluated on, by label
+    worst: tuple[int, ...] = ()  # the reasons about cells (the first len(worst)), by index, gravest first
+
+    def listed(self, limit: int = 10) -> tuple[str, ...]:
+        """The reasons a reader is shown: all of them when the cells short of the minimum are `limit` or fewer,
+        else the `limit` gravest (failing cells first, most failures first); reasons not about a cell (waivers)
+        always."""
+        if len(self.worst) <= limit:
+            return self.reasons
+        return tuple(self.reasons[i] for i in self.worst[:limit]) + self.reasons[len(self.worst) :]
+
+    def tally(self) -> dict[str, int]:
+        """How many of the rule's cells hold, fail and are undecided against its minimum, and how many in all."""
+        minimum = self.rule.min_pass_rate
+        lows_highs = [(c.decision[1], c.decision[2]) for _, c in self.cells]
+        holds = sum(1 for low, _ in lows_highs if low >= minimum)
+        fails = sum(1 for low, high in lows_highs if low < minimum and high < minimum)
+        return {"cells": len(lows_highs), "holds": holds, "fails": fails, "undecided": len(lows_highs) - holds - fails}
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,41 @@ class Verdict:
     expired: tuple[Waiver, ...] = ()  # waivers that would cover a rule here but had expired on the date decided
 
 
+class Tally(NamedTuple):
+    """A target's trials of one probe under one attack, counted in DuckDB: the grader's outcomes, the outcomes
+    with human review labels applied, and the review itself."""
+
+    target: str
+    challenge_id: str
+    probe_id: str
+    attack: str | None
+    category: str | None
+    graded: tuple[int, int, int, int]  # pass, fail, error, other (unparseable) as the grader decided
+    counted: tuple[int, int, int, int]  # the same with human review labels overriding the grader
+    reviewed: int  # decided trials a reviewer labelled
+    reviewed_passed: int
+    overrides: int  # of them, labelled otherwise than graded
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One probe of one target as graded: the per-probe table written beside the report (CSV)."""
+
+    target: str
+    challenge_id: str
+    probe_id: str
+    passed: int
+    failed: int
+    errored: int
+    unparseable: int
+    reviewed: int
+    overrides: int
+
+    @property
+    def trials(self) -> int:
+        return self.passed + self.failed + self.errored + self.unparseable
+
+
 def pct(x: float | None) -> str:
     """A rate as a whole percentage, or an en dash when undefined."""
     return "–" if x is None else f"{100 * x:.0f}%"
@@ -97,6 +151,7 @@ def evaluate(rule: Rule, cells: list[tuple[str, Cell]]) -> RuleOutcome:
     categories or probes within them (`per`), each named by its label; the worst one decides."""
     reasons = []
     basis = []
+    gravity: list[tuple[int, int, float, str]] = []  # per reason: failing first, most failures, lowest upper bound
     status = "holds"
     for label, cell in cells:
         rate, low, high = cell.decision
@@ -113,6 +168,7 @@ def evaluate(rule: Rule, cells: list[tuple[str, Cell]]) -> RuleOutcome:
         basis.append(f"{label}: {allowance}")
         if low >= rule.min_pass_rate:
             continue
+        gravity.append((0 if cell.decided and high < rule.min_pass_rate else 1, -cell.failed, high, label))
         if not cell.decided:
             status = "fails" if status == "fails" else "inconclusive"
             why = f"{cell.errored} errors" + (f", {cell.unparseable} unreadable verdicts" if cell.unparseable else "")
@@ -127,7 +183,8 @@ def evaluate(rule: Rule, cells: list[tuple[str, Cell]]) -> RuleOutcome:
     if not cells:
         status = "inconclusive"
         reasons.append("no measured challenge selected")
-    return RuleOutcome(rule, status, tuple(reasons), tuple(basis), tuple(cells))
+    worst = tuple(sorted(range(len(gravity)), key=gravity.__getitem__))
+    return RuleOutcome(rule, status, tuple(reasons), tuple(basis), tuple(cells), worst)
 
 
 def waive(
@@ -244,3 +301,99 @@ def grader_notes(
             "no measured error (auditor calibrate, or auditor review)."
         )
     return tuple(notes)
+
+
+def cells_of(
+    tallies: list[Tally],
+    seed: int,
+    graders: dict[str, tuple[str, str, str | None, dict[str, Any]]],
+    uses: dict[str, validity.GraderUse],
+) -> dict[tuple[str, str], Cell]:
+    """Counts per challenge x target (human review labels overriding the grader), a probe-clustered bootstrap
+    where probes give several trials, and the pass rate corrected for grader error where one calibrated grader
+    decided every trial."""
+    import numpy as np
+
+    per_probe: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    keys: dict[tuple[str, str], set[str]] = defaultdict(set)
+    reviewed: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # reviewed, of them passed, overrides
+    graded_fail: dict[tuple[str, str], int] = defaultdict(int)
+    for t in tallies:
+        key = (t.challenge_id, t.target)
+        graded_fail[key] += t.graded[1]
+        review = reviewed[key]
+        review[0], review[1], review[2] = review[0] + t.reviewed, review[1] + t.reviewed_passed, review[2] + t.overrides
+        if t.counted[0] + t.counted[1] and t.probe_id in graders:
+            keys[key].add(graders[t.probe_id][0])
+        counts = per_probe[key][t.probe_id]
+        for i in range(4):
+            counts[i] += t.counted[i]
+    cells: dict[tuple[str, str], Cell] = {}
+    for n, (key, probes) in enumerate(sorted(per_probe.items())):
+        clusters = [(p[0], p[0] + p[1]) for _, p in sorted(probes.items()) if p[0] + p[1]]
+        boot = None
+        if any(t > 1 for _, t in clusters):
+            boot = bootstrap_clustered(clusters, np.random.default_rng([seed, n]))
+        passed, failed = sum(p[0] for p in probes.values()), sum(p[1] for p in probes.values())
+        corrected, source = None, ""
+        use = uses.get(next(iter(keys[key]))) if len(keys[key]) == 1 else None
+        if use is not None and use.calibration is not None and use.calibration.usable:
+            done, done_passed, _ = reviewed[key]
+            corrected = validity.correct(
+                passed, passed + failed, graded_fail[key], done_passed, done, use.calibration, [seed, n, 1]
+            )
+            source = f"{use.name}, calibrated on {use.calibration.source}" if corrected else ""
+        cells[key] = Cell(
+            key[0],
+            key[1],
+            passed,
+            failed,
+            sum(p[2] for p in probes.values()),
+            sum(p[3] for p in probes.values()),
+            boot,
+            reviewed[key][2],
+            corrected,
+            source,
+        )
+    return cells
+
+
+def group_cells(
+    tallies: list[Tally], target: str, challenges: set[str], per: str, families: dict[str, str], seed: int
+) -> list[tuple[str, Cell]]:
+    """Cells per attack, attack family, behaviour category or probe over a target's trials of the selected
+    challenges (raw rates, clustered by probe), for rules that let the worst group decide."""
+    import numpy as np
+
+    def group(t: Tally) -> str:
+        if per == "attack":
+            return str(t.attack)
+        if per == "family":
+            return families.get(str(t.attack), str(t.attack))
+        if per == "category":
+            return str(t.category or "uncategorised")
+        return str(t.probe_id)
+
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0, 0]))
+    for t in tallies:
+        if t.target == target and t.challenge_id in challenges:
+            slots = counts[group(t)][t.probe_id]
+            for i in range(4):
+                slots[i] += t.graded[i]
+    out = []
+    for n, (name, probes) in enumerate(sorted(counts.items())):
+        clusters = [(p[0], p[0] + p[1]) for _, p in sorted(probes.items()) if p[0] + p[1]]
+        boot = bootstrap_clustered(clusters, np.random.default_rng([seed, n, 2])) if len(clusters) > 1 else None
+        totals = [sum(p[i] for p in probes.values()) for i in range(4)]
+        out.append((f"{per} {name}", Cell(name, target, totals[0], totals[1], totals[2], totals[3], boot)))
+    return out
+
+
+def probe_rows(tallies: list[Tally]) -> tuple[ProbeRow, ...]:
+    """Every probe of every target with its trials as graded, summed over attacks."""
+    rows: dict[tuple[str, str, str], list[int]] = {}
+    for t in tallies:
+        row = rows.setdefault((t.target, t.challenge_id, t.probe_id), [0] * 6)
+        for i, n in enumerate((*t.graded, t.reviewed, t.overrides)):
+            row[i] += n
+    return tuple(ProbeRow(*key, *counts) for key, counts in sorted(rows.items()))

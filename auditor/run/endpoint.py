@@ -3,9 +3,11 @@ base_url is an API root."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from auditor.errors import ConfigError
 from auditor.records import Target
 
 NO_KEY = "not-needed"
@@ -38,19 +40,44 @@ class Endpoint:
         return sent
 
 
+def _secret(t: Target, variable: str, what: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(f"target '{t.name}' needs {what} in the environment variable {variable}, which is not set")
+    return value
+
+
+def check_keys(targets: list[Target]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each target's API key and secret headers, read from the environment; one clear error if one is missing."""
+    keys = {}
+    for t in targets:
+        key = _secret(t, t.api_key_env, "an API key") if t.api_key_env else NO_KEY
+        headers = {name: _secret(t, variable, f"header {name}") for name, variable in t.headers_env}
+        keys[t.name] = (key, headers)
+    return keys
+
+
 def make_client(ep: Endpoint) -> Any:
     """The API client for an endpoint: no retries of its own (the executor decides), the target's timeout and
     api-version; proxies and CA bundles from the environment (HTTPS_PROXY, NO_PROXY, SSL_CERT_FILE), except that
-    a server on this machine is never reached through a proxy."""
+    a server on this machine is never reached through a proxy. As many connections are kept alive as requests may
+    be in flight, so none is opened and closed again per request at a high concurrency."""
     import openai
 
+    default = openai.DEFAULT_CONNECTION_LIMITS
+    slots = ep.target.limits.concurrency
+    limits = type(default)(
+        max_connections=max(default.max_connections or 0, slots),
+        max_keepalive_connections=max(default.max_keepalive_connections or 0, slots),
+        keepalive_expiry=default.keepalive_expiry,
+    )
     return openai.AsyncOpenAI(
         base_url=ep.url,
         api_key=ep.api_key,
         max_retries=0,
         timeout=ep.target.limits.timeout_s,
         default_query={"api-version": ep.target.api_version} if ep.target.api_version else None,
-        http_client=openai.DefaultAsyncHttpxClient(mounts=dict.fromkeys(LOOPBACK)),
+        http_client=openai.DefaultAsyncHttpxClient(mounts=dict.fromkeys(LOOPBACK), limits=limits),
     )
 
 

@@ -145,6 +145,14 @@ OnResult = Callable[[WorkItem, Completion], None]
 OnWarning = Callable[[str], None]
 Sleep = Callable[[float], Awaitable[None]]
 _FATAL = {"connection_error", "auth_error", "not_found"}
+POOL = 32  # requests in flight per API client
+
+
+def sending_order(item: WorkItem) -> tuple[str, ...]:
+    """Requests are sent in the order of their messages, so those sharing a beginning (a system prompt, a long
+    document asked about several times) go one after another: the embedded model then reads the shared part once,
+    and providers' prompt caches see it while it is warm. Which replies a run stores does not depend on the order."""
+    return tuple(f"{m.role}\x00{m.content}" for m in item.messages)
 
 
 class Executor:
@@ -172,7 +180,7 @@ class Executor:
         self.prompt_ratio = {name: 1.0 for name in endpoints}
         self.identity_changes: list[dict[str, Any]] = []
         self.gates = {name: Gate(ep.target.limits.concurrency) for name, ep in endpoints.items()}
-        self.clients: dict[str, Any] = {}
+        self.clients: dict[tuple[str, int], Any] = {}
         self.buckets = {
             name: (
                 Bucket(ep.target.limits.requests_per_minute) if ep.target.limits.requests_per_minute else None,
@@ -190,12 +198,14 @@ class Executor:
         by_target: dict[str, list[WorkItem]] = {name: [] for name in self.endpoints}
         for item in items:
             by_target[item.target].append(item)
+        for todo in by_target.values():
+            todo.sort(key=sending_order)
         await asyncio.gather(*(self._check_root(name) for name, todo in by_target.items() if todo))
         workers = []
         for name, ep in self.endpoints.items():
             queue = iter(by_target[name])
             self.tallies[name].total += len(by_target[name])
-            workers += [self._worker(self.client(name), ep, queue) for _ in range(ep.target.limits.concurrency)]
+            workers += [self._worker(k // POOL, ep, queue) for k in range(ep.target.limits.concurrency)]
         try:
             await _gather_or_cancel(workers)
         finally:
@@ -206,11 +216,12 @@ class Executor:
         if warning:
             self.on_warning(warning)
 
-    def client(self, name: str) -> Any:
-        """The API client for an endpoint, made on first use."""
-        if name not in self.clients:
-            self.clients[name] = make_client(self.endpoints[name])
-        return self.clients[name]
+    def client(self, name: str, lane: int = 0) -> Any:
+        """An API client for an endpoint, made on first use: one per POOL requests in flight (`lane`), as a
+        client's connection pool looks at each of its connections for every request it sends."""
+        if (name, lane) not in self.clients:
+            self.clients[(name, lane)] = make_client(self.endpoints[name])
+        return self.clients[(name, lane)]
 
     async def close(self) -> None:
         for client in self.clients.values():
@@ -229,8 +240,9 @@ class Executor:
         self._count(ep, completion, ep.target.price(completion.prompt_tokens or 0, completion.completion_tokens or 0))
         return completion
 
-    async def _worker(self, client: Any, ep: Endpoint, queue: Iterator[WorkItem]) -> None:
+    async def _worker(self, lane: int, ep: Endpoint, queue: Iterator[WorkItem]) -> None:
         name = ep.target.name
+        client = self.client(name, lane)  # made as the lane's first worker starts, not all before the first request
         gate = self.gates[name]
         requests, tokens = self.buckets[name]
         for item in queue:
@@ -272,7 +284,11 @@ class Executor:
         tally.prompt_tokens += completion.prompt_tokens or 0
         tally.completion_tokens += completion.completion_tokens or 0
         tally.cost += cost
-        seen = (completion.returned_model, completion.system_fingerprint)
+        self.observe(name, (completion.returned_model, completion.system_fingerprint), completion.started_at)
+
+    def observe(self, name: str, seen: tuple[str | None, str | None], at: str) -> None:
+        """Note the model and fingerprint a reply of target `name` reported; record and warn about each one that
+        differs from the first."""
         first = self.identity.setdefault(name, seen)
         if seen != first and seen not in {
             (c["model"], c["fingerprint"]) for c in self.identity_changes if c["target"] == name
@@ -283,7 +299,7 @@ class Executor:
                 "fingerprint": seen[1],
                 "was_model": first[0],
                 "was_fingerprint": first[1],
-                "at": completion.started_at,
+                "at": at,
             }
             self.identity_changes.append(change)
             self.on_warning(
@@ -349,19 +365,18 @@ class Executor:
             t0 = time.monotonic()
             try:
                 answer: Answer | Malformed | Failure
+                # the client's own post: the body goes out as built here, without the SDK's per-field typing pass
                 if endpoint == "completions":
-                    raw = await client.completions.with_raw_response.create(
-                        model=ep.target.model, prompt=messages[-1].content, extra_headers=ep.headers, **kwargs
-                    )
-                    answer = read_completion_body(raw.content)
+                    body = {"model": ep.target.model, "prompt": messages[-1].content, **kwargs}
+                    raw = await client.post("/completions", cast_to=bytes, body=body, options={"headers": ep.headers})
+                    answer = read_completion_body(raw)
                 else:
-                    raw = await client.chat.completions.with_raw_response.create(
-                        model=ep.target.model,
-                        messages=[{"role": m.role, "content": m.content} for m in messages],
-                        extra_headers=ep.headers,
-                        **kwargs,
+                    sent = [{"role": m.role, "content": m.content} for m in messages]
+                    body = {"model": ep.target.model, "messages": sent, **kwargs}
+                    raw = await client.post(
+                        "/chat/completions", cast_to=bytes, body=body, options={"headers": ep.headers}
                     )
-                    answer = read_body(raw.content)
+                    answer = read_body(raw)
             except Exception as exc:  # every provider error is classified, none escapes
                 answer = _failure(exc)
             latency = round(time.monotonic() - t0, 6)

@@ -7,6 +7,7 @@ so the executor cannot tell it apart from a hosted model.
 from __future__ import annotations
 
 import importlib.util
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,19 +35,42 @@ def gguf_path(name: str) -> Path:
     return path
 
 
-class LocalModel:
-    """A llama.cpp model answering OpenAI chat requests one at a time (llama.cpp is not thread-safe)."""
+def instances(cores: int | None = None) -> tuple[int, int]:
+    """How many model copies to serve and with how many threads each, for this machine's cores.
 
-    def __init__(self, name: str, n_ctx: int = 4096) -> None:
+    A 135M model gains little from a second thread per copy, and llama.cpp's threads wait for one another at every
+    layer, so a busy machine stalls them; one single-threaded copy per core (up to four) answers as many requests at
+    once, each at full speed. AUDITOR_LOCAL_INSTANCES overrides the number of copies."""
+    cores = max(1, cores if cores is not None else len(os.sched_getaffinity(0)))
+    wanted = os.environ.get("AUDITOR_LOCAL_INSTANCES", "").strip()
+    copies = int(wanted) if wanted.isdigit() and int(wanted) > 0 else min(cores, 4)
+    return copies, max(1, cores // copies)
+
+
+class LocalModel:
+    """A llama.cpp model answering OpenAI chat requests: a few copies, each answering one request at a time (a
+    copy is not thread-safe).
+
+    A request goes to the idle copy whose previous prompt shares the longest beginning with it: llama.cpp reuses
+    the evaluated prefix, so a target's system prompt (and a long document asked about twice) is read once per copy.
+    """
+
+    def __init__(self, name: str, n_ctx: int = 4096, copies: int | None = None) -> None:
         path = gguf_path(name)
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError(f"the embedded model needs llama-cpp-python: {INSTALL_HINT}")
         from llama_cpp import Llama
 
+        count, threads = instances() if copies is None else (copies, 1)
         self.model_name = path.stem
-        self.lock = threading.Lock()
+        self.idle = threading.Condition()
         with _plain_cpu_buffers():
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=2, verbose=False, seed=0)
+            self.copies = [
+                Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, flash_attn=True, verbose=False, seed=0)
+                for _ in range(count)
+            ]
+        self.free = list(range(count))
+        self.last = [""] * count
 
     def respond(self, request: dict[str, Any]) -> Scripted:
         """Answer one chat completion request."""
@@ -59,11 +83,14 @@ class LocalModel:
             kwargs["top_p"] = float(request["top_p"])
         if "seed" in request:
             kwargs["seed"] = int(request["seed"])
-        with self.lock:
-            try:
-                out: Any = self.llm.create_chat_completion(**kwargs)
-            except ValueError as exc:  # e.g. the prompt exceeds the context window
-                return Scripted(error_body(400, str(exc)), status=400)
+        prompt = "".join(f"{m.get('role')}:{m.get('content')}\n" for m in kwargs["messages"] if isinstance(m, dict))
+        copy = self._take(prompt)
+        try:
+            out: Any = self.copies[copy].create_chat_completion(**kwargs)
+        except ValueError as exc:  # e.g. the prompt exceeds the context window
+            return Scripted(error_body(400, str(exc)), status=400)
+        finally:
+            self._give_back(copy, prompt)
         choice = out["choices"][0]
         usage = out.get("usage", {})
         return Scripted(
@@ -75,6 +102,19 @@ class LocalModel:
                 finish_reason=choice.get("finish_reason") or "stop",
             )
         )
+
+    def _take(self, prompt: str) -> int:
+        with self.idle:
+            self.idle.wait_for(lambda: bool(self.free))
+            best = max(self.free, key=lambda i: len(os.path.commonprefix([self.last[i], prompt])))
+            self.free.remove(best)
+            return best
+
+    def _give_back(self, copy: int, prompt: str) -> None:
+        with self.idle:
+            self.last[copy] = prompt
+            self.free.append(copy)
+            self.idle.notify()
 
 
 @contextmanager
