@@ -553,7 +553,7 @@ SC_RULES = {
 
 def test_sixteen_challenges_structure() -> None:
     s = suite(SC)
-    assert raw(SC)["version"] == "1.1.0"
+    assert raw(SC)["version"] == "1.2.0"
     assert len(s.challenges) == 19 and sum(not c.measured for c in s.challenges) == 8
     assert {c.id: len(c.probes) for c in s.challenges if c.measured} == SC_PROBES
     assert len(items(SC)) == 138
