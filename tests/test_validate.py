@@ -588,3 +588,14 @@ def test_duplicate_target_name_line(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     second = text.index('"name": "alpha"', text.index('"name": "alpha"') + 1)
     assert issue.line == text[:second].count("\n") + 1
+
+
+def test_validate_takes_a_bundled_suite_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no file of that name here: the bundled suite is meant
+    result = CliRunner().invoke(cli, ["validate", "prompt-injection"])
+    assert result.exit_code == 0, result.output
+    first, second = result.stdout.splitlines()[:2]
+    assert first.startswith(f"{ROOT / 'suites' / 'prompt-injection.json'}: valid suite 'prompt-injection' ")
+    assert second.endswith(", 0 misgraded") or ", 0 misgraded," in second
+    (tmp_path / "prompt-injection").write_text("{}")  # a file of that name is what is meant
+    assert CliRunner().invoke(cli, ["validate", "prompt-injection"]).exit_code == 2

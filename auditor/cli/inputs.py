@@ -31,14 +31,20 @@ def validate(files: tuple[Path, ...], max_items: int, strict: bool) -> None:
     \b
     auditor validate my-suite.json targets.json
     auditor validate --strict my-suite.json      # misgraded examples fail the check (for CI)
+    auditor validate jailbreak                   # a bundled suite, by name
     """
     from auditor.run.plan import requests_per_target
+    from auditor.suite.bundled import bundled
     from auditor.suite.files import read
     from auditor.suite.load import detect_kind, load_suite
     from auditor.suite.targets import load_targets
 
     issues: list[str] = []
-    for path in files:
+    suites = bundled()
+    for given in files:
+        name = given.name.removesuffix(".json")
+        bundled_suite = not given.exists() and given.parent == Path(".") and name in suites
+        path = suites[name].path if bundled_suite else given
         try:
             data, text = read(path)
             kind = detect_kind(data)
