@@ -417,6 +417,12 @@ def test_an_empty_prefix_is_no_archive(bucket: Bucket, tmp_path: Path) -> None:
         assert str(tmp_path) not in line  # named by its URL, not its working copy
 
 
+def test_an_archive_without_runs_is_named_by_its_url(bucket: Bucket) -> None:
+    bucket.fs.pipe_file(f"{bucket.name}/team/notes.txt", b"audits of the support assistant go here")
+    result = invoke("runs", "--archive", bucket.url)
+    assert (result.exit_code, result.stdout) == (0, f"no runs in {bucket.url}\n")
+
+
 def test_missing_credentials(bucket: Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from auditor.cli.console import format_rows, printable
-from auditor.cli.options import ARCHIVE_LOCATION
+from auditor.cli.options import ARCHIVE_LOCATION, shown
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
 from auditor.errors import AuditorError, UsageError
 
@@ -277,7 +277,7 @@ def runs(archive: Path) -> None:
         "FROM runs r LEFT JOIN grades g USING (run_id) GROUP BY ALL ORDER BY r.run_id",
     )
     if not rows:
-        click.echo(f"no runs in {archive}")
+        click.echo(f"no runs in {shown(archive)}")
         return
     names = list(rows[0])
     click.echo(format_rows(names, [tuple(r.values()) for r in rows], "table"), nl=False)

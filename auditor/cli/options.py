@@ -45,9 +45,20 @@ def ARCHIVE_OPTION(command: Callable[..., Any]) -> Callable[..., Any]:  # noqa: 
         from auditor.archive.remote import working_copy
 
         with working_copy(archive) as folder:
+            click.get_current_context().meta[_SHOWN] = (folder, archive)
             return command(*args, archive=folder, **kwargs)
 
     return _ARCHIVE(wrapper)
+
+
+_SHOWN = "auditor.archive"
+
+
+def shown(archive: Path) -> str:
+    """The archive as the user named it: the URL for the working copy of an archive on object storage."""
+    ctx = click.get_current_context(silent=True)
+    folder, url = ctx.meta.get(_SHOWN, (None, None)) if ctx is not None else (None, None)
+    return str(url) if folder == archive else str(archive)
 
 
 ARCHIVE_LOCATION = _ARCHIVE  # the folder (Path) or the URL (str) as given, for commands that read a store directly

@@ -9,7 +9,7 @@ import click
 
 from auditor.cli.console import Progress, printable
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
-from auditor.cli.options import MAX_ITEMS, SUITE, limit_options
+from auditor.cli.options import MAX_ITEMS, SUITE, limit_options, shown
 from auditor.errors import AuditorError, UsageError
 from auditor.records import LimitOverrides
 from auditor.suite.targets import choose
@@ -324,7 +324,7 @@ def demo(out: Path, suite_path: Path | None, quiet: bool, archive: Path) -> None
     suites = data_dir("suites")
     targets = load_targets(suites / "embedded-targets.json")
     suite = suite_path or suites / "sixteen-challenges.json"
-    click.echo(f"auditing {', '.join(t.name for t in targets)} with {suite.name} (archive {archive})", err=True)
+    click.echo(f"auditing {', '.join(t.name for t in targets)} with {suite.name} (archive {shown(archive)})", err=True)
     run_dir = pipeline.start_run(suite, targets, pipeline.RunOptions(archive, "demo"))
     _execute(run_dir, quiet)
     pipeline.grade_run(run_dir)
