@@ -20,7 +20,7 @@ from auditor.archive import cache, compact
 from auditor.archive.manifest import SHARDED, Graded, Manifest, SuiteRef
 from auditor.archive.store import Archive, ResponseWriter, RunDir
 from auditor.clock import now
-from auditor.errors import ArchiveError, UsageError
+from auditor.errors import UsageError
 from auditor.grade.judging import check_judge
 from auditor.records import Attack, Probe, Suite, Target, WorkItem
 from auditor.report import analyse, render
@@ -327,13 +327,7 @@ def report(archive: Path, run: RunDir, baseline: RunDir | None = None, as_of: da
         if r is None:
             continue
         suites[r.run_id] = graded_suite(r)
-        problems = r.verify().problems
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise ArchiveError(
-                f"run {r.run_id} fails verification: {problems[0]}{more}; no report is rendered from altered "
-                f"evidence (auditor verify {r.run_id})"
-            )
+        r.require_intact(f"no report is rendered from altered evidence (auditor verify {r.run_id})")
     return analyse.build_report(run, suites[run.run_id], archive, baseline, as_of)
 
 

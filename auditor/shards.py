@@ -95,9 +95,7 @@ def run_shard(run: RunDir, shard: Shard, workers: int | None, options: pipeline.
     with ledger.locked(run.path):  # other shards record and rename under the lock: what is read here is whole
         ledger.recover(run.path, mine=shard.owns)
         problems = run.verify().problems
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ArchiveError(f"run {run.run_id} fails verification: {problems[0]}{more}; nothing is added to it")
+    run.require_intact("nothing is added to it", problems)
     manifest = run.manifest()
     targets = list(manifest.targets)
     suite = load_suite(run.path / "suite.json", manifest.suite.sha256)

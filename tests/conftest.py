@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 
+from auditor.cli import cli
 from auditor.run.serve import ChatServer, Scripted, chat_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +136,41 @@ def mini_suite(tmp_path: Path) -> Path:
     path = tmp_path / "mini.json"
     path.write_text(json.dumps(MINI_SUITE, indent=2))
     return path
+
+
+def hello_suite(path: Path, samples: int, suite_id: str = "big", prompt: str = "Say hello.") -> Path:
+    """A suite of one probe asked `samples` times that passes a reply saying hello (runs of many items)."""
+    probe = {"id": "p", "prompt": prompt, "samples": samples, "pass_if": {"type": "contains", "values": ["hello"]}}
+    challenge = {"id": "c", "title": "C", "category": "behaviour", "severity": "high", "description": "d"}
+    suite = {
+        "format": "auditor-suite/1",
+        "id": suite_id,
+        "version": "1",
+        "title": "Many samples",
+        "defaults": {"params": {"temperature": 0.5, "max_tokens": 16, "seed": 0}},
+        "challenges": [{**challenge, "probes": [probe]}],
+        "policies": [
+            {"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}
+        ],
+    }
+    path.write_text(json.dumps(suite), encoding="utf-8")
+    return path
+
+
+def invoke(*args: str) -> Result:
+    """Run the command line in process, as a user would type it."""
+    return CliRunner().invoke(cli, list(args))
+
+
+def one_error(result: Result, code: int) -> str:
+    """Assert a clean failure with exit code `code` and exactly one `error:` line on stderr; return it."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    assert errors[0] in result.stderr.splitlines()
+    return errors[0]
 
 
 def write_targets(path: Path, *targets: dict[str, Any]) -> Path:

@@ -14,20 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from conftest import MINI_SUITE, refuse_or_answer, write_targets
+from click.testing import Result
+from conftest import MINI_SUITE, invoke, refuse_or_answer, write_targets
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from auditor.archive.bundle import load_private_key, public_pem
-from auditor.cli import cli
 from auditor.run.serve import ChatServer
 
 Files = dict[str, bytes]
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-from conftest import ROOT, write_targets
+from conftest import ROOT, invoke, write_targets
 
 from auditor.agreement import cohen_kappa, corrected_pass_rate, grader_agreement, rogan_gladen
-from auditor.cli import cli
 from auditor.run.serve import Scripted, chat_body
 from auditor.suite.labelled import load
 
 DATA = ROOT / "tests" / "data"
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
 
 
 def jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from conftest import MINI_SUITE, last_user, write_targets
+from click.testing import Result
+from conftest import MINI_SUITE, invoke, last_user, write_targets
 
 from auditor import criteria
-from auditor.cli import cli
 from auditor.criteria.judge import ClassifierJudge
 from auditor.criteria.rubrics import parse_llama_guard
 from auditor.errors import UsageError
@@ -35,10 +34,6 @@ TEMPLATE = (
     "Reply Yes or No. {not a slot}\nAnswer: "
 )
 ISSUE_LINE = re.compile(r"^error: (?P<file>.+?):(?P<line>\d+): (?P<pointer>/\S*): (?P<message>.+)$")
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
 
 
 def query(archive: Path, sql: str) -> list[dict[str, Any]]:

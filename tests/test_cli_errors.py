@@ -7,29 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-from conftest import MINI_SUITE, write_targets
+from conftest import MINI_SUITE, invoke, one_error, write_targets
 
-from auditor.cli import cli
 from auditor.run.serve import ChatServer
 
 CLOSED = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
 FAST_FAIL = {"max_retries": 0, "timeout_s": 2}
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
-
-
-def one_error(result: Result, code: int) -> str:
-    """Assert a clean failure with exit code `code` and exactly one `error:` line on stderr; return it."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert result.exit_code == code, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    assert errors[0] in result.stderr.splitlines()
-    return errors[0]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import MINI_SUITE, last_user, write_targets
+from conftest import MINI_SUITE, invoke, last_user, write_targets
 
 from auditor import pipeline
 from auditor.archive import acts, store
@@ -144,10 +144,6 @@ def runs(tmp_path_factory: Any) -> Iterator[Runs]:
     data[len(data) // 2] ^= 0x01  # one bit of one byte, mid-file: the ledger notices, the file may still parse
     grades.write_bytes(bytes(data))
     yield Runs(root, ids)
-
-
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(cli, list(args))
 
 
 def history_json(runs: Runs, *args: str) -> dict[str, Any]:

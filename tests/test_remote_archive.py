@@ -24,12 +24,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import s3fs
-from click.testing import CliRunner, Result
-from conftest import MINI_SUITE, write_targets
+from conftest import MINI_SUITE, hello_suite, invoke, one_error, write_targets
 from moto.server import ThreadedMotoServer
 
 from auditor.archive import remote
-from auditor.cli import cli
 from auditor.run.serve import Scripted, chat_body
 
 KEY_ID = "AKIAAUDITORTEST0KEY7"
@@ -89,20 +87,6 @@ def bucket(monkeypatch: pytest.MonkeyPatch, endpoint: str, tmp_path: Path) -> Bu
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     fs.mkdir(name)
     return Bucket(name, f"s3://{name}/team", fs)
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
-
-
-def one_error(result: Result, code: int) -> str:
-    """Assert a clean failure with exit code `code` and exactly one `error:` line; return it."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    assert result.exit_code == code, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def new_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
@@ -209,22 +193,7 @@ class Hello:
 
 
 def big_suite(tmp_path: Path) -> Path:
-    probe = {"id": "p", "prompt": "Say hello.", "samples": N, "pass_if": {"type": "contains", "values": ["hello"]}}
-    challenge = {"id": "c", "title": "C", "category": "behaviour", "severity": "high", "description": "d"}
-    suite = {
-        "format": "auditor-suite/1",
-        "id": "big",
-        "version": "1",
-        "title": "Many samples",
-        "defaults": {"params": {"temperature": 0.5, "max_tokens": 16, "seed": 0}},
-        "challenges": [{**challenge, "probes": [probe]}],
-        "policies": [
-            {"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}
-        ],
-    }
-    path = tmp_path / "big.json"
-    path.write_text(json.dumps(suite), encoding="utf-8")
-    return path
+    return hello_suite(tmp_path / "big.json", N)
 
 
 def killed_mid_run(tmp_path: Path, bucket: Bucket, srv_url: str, when: Any = lambda: True) -> None:

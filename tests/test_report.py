@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from conftest import ROOT, write_targets
+from conftest import ROOT, invoke, write_targets
 
-from auditor.cli import cli
 from auditor.run.serve import Scripted, chat_body
 
 HOSTILE = (
@@ -34,10 +32,6 @@ def safe(request: dict[str, Any]) -> Scripted:
 
 def unsafe(request: dict[str, Any]) -> Scripted:
     return Scripted(chat_body(HOSTILE))
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
 
 
 @pytest.fixture(scope="module")

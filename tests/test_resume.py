@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
-from conftest import write_targets
+from conftest import hello_suite, write_targets
 
 from auditor.cli import cli
 from auditor.run.serve import Scripted, chat_body
@@ -20,36 +20,7 @@ N = 300
 
 
 def big_suite(tmp_path: Path) -> Path:
-    suite = {
-        "format": "auditor-suite/1",
-        "id": "big",
-        "version": "1",
-        "title": "Many samples",
-        "defaults": {"params": {"temperature": 0.5, "max_tokens": 16, "seed": 0}},
-        "challenges": [
-            {
-                "id": "c",
-                "title": "C",
-                "category": "behaviour",
-                "severity": "high",
-                "description": "d",
-                "probes": [
-                    {
-                        "id": "p",
-                        "prompt": "Say hello.",
-                        "samples": N,
-                        "pass_if": {"type": "contains", "values": ["hello"]},
-                    }
-                ],
-            }
-        ],
-        "policies": [
-            {"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}
-        ],
-    }
-    path = tmp_path / "big.json"
-    path.write_text(json.dumps(suite))
-    return path
+    return hello_suite(tmp_path / "big.json", N)
 
 
 def slow_hello(request: dict[str, Any]) -> Scripted:

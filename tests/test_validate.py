@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import MINI_SUITE, ROOT, write_targets
+from conftest import MINI_SUITE, ROOT, invoke, write_targets
 
 from auditor.cli import cli
 from auditor.errors import Issue, SuiteError
@@ -93,10 +93,6 @@ def line_of(path: Path, needle: str) -> int:
     text = path.read_text(encoding="utf-8")
     assert text.count(needle) == 1, f"{needle!r} must occur exactly once in {path}"
     return text[: text.index(needle)].count("\n") + 1
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
 
 
 def error_lines(result: Result) -> list[str]:

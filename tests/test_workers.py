@@ -14,46 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
-from conftest import write_targets
+from conftest import hello_suite, invoke, write_targets
 from test_adaptive import Attacker, query, scorer
 from test_adaptive import suite_file as adaptive_suite
 from test_adaptive import target as answer
 from test_resume import manifest, start_cli, stored_rows, wait_for_parts
 
 from auditor.archive import ledger
-from auditor.cli import cli
 from auditor.errors import UsageError
 from auditor.run.serve import Scripted, chat_body
 from auditor.run.workers import Shard, parse_shard
 
 
 def suite_of(tmp_path: Path, n: int, name: str = "many.json", prompt: str = "Say hello.") -> Path:
-    suite = {
-        "format": "auditor-suite/1",
-        "id": "many",
-        "version": "1",
-        "title": "Many samples",
-        "defaults": {"params": {"temperature": 0.5, "max_tokens": 16, "seed": 0}},
-        "challenges": [
-            {
-                "id": "c",
-                "title": "C",
-                "category": "behaviour",
-                "severity": "high",
-                "description": "d",
-                "probes": [
-                    {"id": "p", "prompt": prompt, "samples": n, "pass_if": {"type": "contains", "values": ["hello"]}}
-                ],
-            }
-        ],
-        "policies": [
-            {"id": "any", "title": "Any", "rules": [{"id": "r", "select": {"ids": ["c"]}, "min_pass_rate": 0.5}]}
-        ],
-    }
-    path = tmp_path / name
-    path.write_text(json.dumps(suite))
-    return path
+    return hello_suite(tmp_path / name, n, "many", prompt)
 
 
 class Hello:
@@ -77,10 +51,6 @@ class Hello:
 def setup(tmp_path: Path, url: str, concurrency: int = 2, **target: Any) -> tuple[Path, Path]:
     targets = {"name": "t", "base_url": url, "model": "m", "limits": {"concurrency": concurrency}, **target}
     return write_targets(tmp_path / "t.json", targets), tmp_path / "audits"
-
-
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(cli, list(args))
 
 
 def one_error_line(output: str) -> str:

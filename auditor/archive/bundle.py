@@ -188,13 +188,7 @@ def export(
     Raises ArchiveError for a run that fails verification: a bundle carries only intact evidence.
     """
     check_out(out, force)
-    problems = run.verify().problems
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ArchiveError(
-            f"run {run.run_id} fails verification: {problems[0]}{more}; a bundle carries only intact evidence "
-            f"(auditor verify {run.run_id})"
-        )
+    run.require_intact(f"a bundle carries only intact evidence (auditor verify {run.run_id})")
     head, mtime = run.head(), _epoch(run.manifest().finished_at)
     files = [(f"runs/{run.run_id}/{p.relative_to(run.path).as_posix()}", p) for p in _run_files(run)]
     with tempfile.TemporaryDirectory(prefix="auditor-bundle-") as scratch:

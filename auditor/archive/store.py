@@ -85,13 +85,15 @@ class RunDir:
         """Finish writes a crash interrupted, then refuse to add to a run whose stored files fail verification."""
         ledger.recover(self.path)
         compact.finish(self.path)
-        problems = self.verify().problems
+        self.require_intact(f"nothing is added to altered evidence (auditor verify {self.run_id})")
+
+    def require_intact(self, consequence: str, problems: tuple[str, ...] | None = None) -> None:
+        """Raise one ArchiveError naming the first problem `auditor verify` finds in the run (or in `problems`,
+        found already) and `consequence`: what is refused because of it."""
+        problems = self.verify().problems if problems is None else problems
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise ArchiveError(
-                f"run {self.run_id} fails verification: {problems[0]}{more}; nothing is added to altered "
-                f"evidence (auditor verify {self.run_id})"
-            )
+            raise ArchiveError(f"run {self.run_id} fails verification: {problems[0]}{more}; {consequence}")
 
     def head(self) -> str:
         """The ledger's head: a hash over every file the run has stored, the manifest included."""
