@@ -158,11 +158,6 @@ def execute_run(run: RunDir, options: ExecOptions = ExecOptions()) -> dict[str, 
     """
     run.check_before_writing()
     manifest = run.manifest()
-    if manifest.status == SHARDED:
-        raise UsageError(
-            f"run {run.run_id} is sharded: run each missing shard with auditor run SUITE --targets FILE --shard K/N "
-            f"--run {run.run_id}, then auditor finalize {run.run_id}"
-        )
     done = run.done_items()
     suite, todo = _missing(run, manifest, done)
     writer = ResponseWriter(run)

@@ -1,11 +1,15 @@
 """A run split across machines: `auditor run SUITE --shard K/N --run RUN` on each of N machines sharing one archive
-folder, then `auditor finalize RUN` once they are all done.
+(a folder, or a bucket: s3://...), then `auditor finalize RUN` once they are all done.
 
-The first shard to start creates the run (built aside under ARCHIVE/.staging and renamed into place, so shards
-starting together agree on one); the others join it after checking it holds the same suite and targets. Its
-status stays `sharded` while shards write their parts (named apart, sealed in the shared ledger under its lock).
-`finalize` checks that every planned item is stored exactly once, naming the shards with items missing and any
-item stored twice, then compacts the parts and seals the run as complete; grading follows as after any run.
+Each shard writes only into a folder of its own, ARCHIVE/shards/sKofN/RUN: a sealed run folder (manifest with the
+status `sharded`, suite copy, parts, ledger) that no other machine writes, so shards need no lock between machines
+and, over a bucket, every folder has the one writer its upload protocol requires. A shard started again (after a
+crash, or to finish what a spending cap stopped) resumes its own folder. `finalize` checks that the shards agree
+(suite, targets, seed, number of shards), that each verifies, and that every planned item is stored exactly once
+among them, naming the shards with items missing and any item stored twice; then it builds ARCHIVE/runs/RUN aside
+from their parts (each recorded in the run's own ledger as it is copied), compacts and seals it complete, and moves
+it into place in one rename. Grading follows as after any run. The shard folders stay: each is the sealed record of
+what one machine sent.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from auditor import pipeline
-from auditor.archive import cache, compact, ledger
-from auditor.archive.manifest import SHARDED
+from auditor.archive import cache, compact
+from auditor.archive.manifest import SHARDED, Manifest
 from auditor.archive.store import Archive, ResponseWriter, RunDir
+from auditor.report.governance import PREREGISTRATION
 from auditor.clock import now
 from auditor.errors import ArchiveError, UsageError
 from auditor.records import Target
@@ -37,75 +42,105 @@ from auditor.run.workers import Shard, share
 from auditor.suite.load import load_suite
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SHARDS = "shards"  # ARCHIVE/shards/sKofN/RUN: what shard K of N stored of RUN
+_FOLDER = re.compile(r"s(\d+)of(\d+)")
 
 
-def join_run(suite_path: Path, targets: list[Target], options: pipeline.RunOptions, run_id: str, count: int) -> RunDir:
-    """The run `run_id` split in `count` shards: created if no shard has created it yet, else checked to hold the
-    same suite, targets and number of shards."""
+def shard_dir(root: Path, run_id: str, shard: Shard) -> RunDir:
+    """The folder shard `shard` of run `run_id` writes into (named by the run, so its rows carry the run's id)."""
+    return RunDir(root / SHARDS / shard.tag / run_id)
+
+
+def shard_dirs(root: Path, run_id: str) -> dict[Shard, RunDir]:
+    """Every shard folder of the run in the archive, by shard."""
+    found = {}
+    for path in sorted((root / SHARDS).glob(f"s*of*/{run_id}/manifest.json")):
+        m = _FOLDER.fullmatch(path.parent.parent.name)
+        if m and 1 <= int(m[1]) <= int(m[2]):
+            found[Shard(int(m[1]) - 1, int(m[2]))] = RunDir(path.parent)
+    return found
+
+
+def _refuse_finalized(root: Path, run_id: str) -> None:
+    run = RunDir(root / "runs" / run_id)
+    if run.manifest_path.is_file():
+        m = run.manifest()
+        done = "already finalized" if m.shards else "a run not sent in shards"
+        raise UsageError(f"run {run_id} is {done} (status {m.status}): nothing is added to it by --shard")
+
+
+def join_run(suite_path: Path, targets: list[Target], options: pipeline.RunOptions, run_id: str, shard: Shard) -> RunDir:
+    """The folder of shard `shard` of run `run_id`: created if this shard has not started before, else resumed;
+    checked to hold the same suite, targets and number of shards as every other shard of the run in the archive."""
     if not RUN_ID.fullmatch(run_id):
         raise UsageError(f"--run takes a run id of letters, digits, '.', '_' and '-' (at most 100); got '{run_id}'")
     if options.attacker is not None:
         raise UsageError("adaptive attacks (--attacker) run in one process, not in shards: run without --shard")
     root = Archive(options.archive).root
-    run = RunDir(root / "runs" / run_id)
+    _refuse_finalized(root, run_id)
+    for other, folder in shard_dirs(root, run_id).items():
+        _check_joinable(folder, suite_path, targets, shard.count, other)
+    run = shard_dir(root, run_id, shard)
     if not run.manifest_path.is_file():
         staging = root / ".staging" / secrets.token_hex(8)
         try:
-            staged = pipeline.start_run(suite_path, targets, options, RunDir(staging / run_id), shards=count)
+            staged = pipeline.start_run(suite_path, targets, options, RunDir(staging / run_id), shards=shard.count)
             run.path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(run.path, ignore_errors=True)  # a folder a crash left without its manifest
             os.rename(staged.path, run.path)
-        except OSError:
-            if not run.manifest_path.is_file():  # not a shard that created it first: a real failure
-                raise
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                staging.parent.rmdir()  # when no other shard is staging a run
-    _check_joinable(run, suite_path, targets, count)
+            _tidy(staging)
     return run
 
 
-def _check_joinable(run: RunDir, suite_path: Path, targets: list[Target], count: int) -> None:
-    m = run.manifest()
-    if m.status != SHARDED:
-        done = "already finalized" if m.shards else "not a sharded run"
-        raise UsageError(f"run {run.run_id} is {done} (status {m.status}): nothing is added to it by --shard")
+def _tidy(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staging.parent.rmdir()  # when nothing else is staged
+
+
+def _check_joinable(folder: RunDir, suite_path: Path, targets: list[Target], count: int, shard: Shard) -> None:
+    m = folder.manifest()
+    run_id = m.run_id
     if m.shards != count:
-        raise UsageError(f"run {run.run_id} is split in {m.shards} shards, not {count}: give --shard K/{m.shards}")
+        raise UsageError(
+            f"run {run_id} is split in {m.shards} shards (shard {shard} is stored), not {count}: "
+            f"give --shard K/{m.shards}"
+        )
     suite = load_suite(suite_path)
     if suite.sha256 != m.suite.sha256:
         raise UsageError(
-            f"run {run.run_id} exists with another suite ({m.suite.id} {m.suite.version}, sha256 "
+            f"run {run_id} exists with another suite ({m.suite.id} {m.suite.version}, sha256 "
             f"{m.suite.sha256[:12]}, not {suite.sha256[:12]}): give every shard the same suite file"
         )
-
-    def plain(t: Target) -> dict[str, Any]:
-        return {k: v for k, v in t.public().items() if k != "limits"}
-
-    if [plain(t) for t in m.targets] != [plain(t) for t in targets]:
+    if [_plain(t) for t in m.targets] != [_plain(t) for t in targets]:
         raise UsageError(
-            f"run {run.run_id} exists with other targets ({', '.join(m.target_names())}, as its manifest records "
+            f"run {run_id} exists with other targets ({', '.join(m.target_names())}, as its manifest records "
             "them): give every shard the same targets"
         )
 
 
-def run_shard(run: RunDir, shard: Shard, workers: int | None, options: pipeline.ExecOptions) -> dict[str, Any]:
-    """Send the items of `shard` that no process has stored yet, with `workers` processes (each a sub-shard), within
-    the shard's share of every target's limits and of the spending cap."""
-    with ledger.locked(run.path):  # other shards record and rename under the lock: what is read here is whole
-        ledger.recover(run.path, mine=shard.owns)
-        problems = run.verify().problems
-    run.require_intact("nothing is added to it", problems)
+def _plain(t: Target) -> dict[str, Any]:
+    return {k: v for k, v in t.public().items() if k != "limits"}
+
+
+def run_shard(
+    run: RunDir, shard: Shard, workers: int | None, options: pipeline.ExecOptions, root: Path
+) -> dict[str, Any]:
+    """Send the items of `shard` its folder `run` holds no reply for yet, with `workers` processes (each a
+    sub-shard), within the shard's share of every target's limits and of the spending cap."""
+    _refuse_finalized(root, run.run_id)
+    run.check_before_writing()
     manifest = run.manifest()
     targets = list(manifest.targets)
     suite = load_suite(run.path / "suite.json", manifest.suite.sha256)
     done = run.done_items()
     todo = [i for i in plan(suite, targets) if shard.holds(i.item_id) and i.item_id not in done]
     writer = ResponseWriter(run, tag=shard.tag)
-    reused = cache.reuse(run, todo, writer) if options.use_cache else set()
+    reused = cache.reuse(run, todo, writer, root) if options.use_cache else set()
     todo = [item for item in todo if item.item_id not in reused]
     cap = options.max_cost
-    budget = Budget(cap / shard.count, _spent(run, shard, targets)) if cap is not None else None
+    budget = Budget(cap / shard.count, _spent(run, targets)) if cap is not None else None
     with pipeline.endpoints(targets) as eps:
         shared = {name: replace(ep, target=share(ep.target, shard)) for name, ep in eps.items()}
         executor = Executor(
@@ -125,41 +160,95 @@ def run_shard(run: RunDir, shard: Shard, workers: int | None, options: pipeline.
     return {"sent": sent, "cached": len(reused), "already_done": len(done), "status": status}
 
 
-def _spent(run: RunDir, shard: Shard, targets: list[Target]) -> float:
+def _spent(run: RunDir, targets: list[Target]) -> float:
     """What the shard's stored requests (not its cache hits) cost at the targets' declared prices."""
     prices = {t.name: t for t in targets}
-    rows = run.read_parts(["item_id", "target", "prompt_tokens", "completion_tokens", "cached"])
+    rows = run.read_parts(["target", "prompt_tokens", "completion_tokens", "cached"])
     return sum(
         prices[r["target"]].price(r["prompt_tokens"] or 0, r["completion_tokens"] or 0)
         for r in rows
-        if not r["cached"] and r["target"] in prices and shard.holds(r["item_id"])
+        if not r["cached"] and r["target"] in prices
     )
 
 
-def finalize(run: RunDir) -> None:
-    """Seal a sharded run once every planned item is stored exactly once: compact its parts and mark it complete.
-    Refuses (changing nothing) a run with items missing, naming the shards to run again, or stored twice."""
-    with ledger.locked(run.path):  # a second finalize waits here, then finds the run complete
-        manifest = run.manifest()
-        if manifest.status != SHARDED:
-            if manifest.shards:
-                raise UsageError(f"run {run.run_id} is already finalized (status {manifest.status}); nothing changed")
-            raise UsageError(
-                f"run {run.run_id} was not run in shards (status {manifest.status}); "
-                f"auditor run --resume {run.run_id} completes it"
+def finalize(root: Path, run_id: str) -> RunDir:
+    """Build the run `run_id` from its shards once every planned item is stored exactly once among them, and seal
+    it complete. Refuses (changing nothing) when shards disagree or fail verification, or items are missing (naming
+    the shards to run again) or stored twice."""
+    run = RunDir(root / "runs" / run_id)
+    if run.manifest_path.is_file():
+        m = run.manifest()
+        if m.shards:
+            raise UsageError(f"run {run_id} is already finalized (status {m.status}); nothing changed")
+        raise UsageError(f"run {run_id} was not sent in shards (status {m.status}): there is nothing to finalize")
+    found = shard_dirs(root, run_id)
+    if not found:
+        raise UsageError(
+            f"no shard of run {run_id} is stored in {root}: send them first "
+            f"(auditor run SUITE --targets FILE --shard K/N --run {run_id})"
+        )
+    counts = sorted({s.count for s in found})
+    if len(counts) > 1:
+        split = ", ".join(f"{s}" for s in found)
+        raise ArchiveError(f"the shards of run {run_id} were split in different numbers ({split}); nothing changed")
+    manifests = {s: _checked(folder, s) for s, folder in found.items()}
+    first = manifests[min(found, key=lambda s: s.index)]
+    for s, m in manifests.items():
+        if (m.suite.sha256, [_plain(t) for t in m.targets], m.seed) != (
+            first.suite.sha256,
+            [_plain(t) for t in first.targets],
+            first.seed,
+        ):
+            raise ArchiveError(
+                f"shard {s} of run {run_id} was sent with another suite, targets or seed than the others; "
+                "nothing changed"
             )
-        run.check_before_writing()  # every shard is done: finish their interrupted writes, then verify
-        suite = load_suite(run.path / "suite.json", manifest.suite.sha256)
-        planned = [item.item_id for item in plan(suite, list(manifest.targets))]
-        stored = Counter(r["item_id"] for r in run.read_parts(["item_id"]))
-        _check_once(run, manifest.shards or 1, planned, stored)
-        compact.compact(run.path)
-        columns = ["target", "returned_model", "system_fingerprint", "started_at", "error_class", "cached"]
-        changes = identity_changes(run.read_parts(columns))
-        run.write_manifest(manifest.but(status="complete", finished_at=now(), identity_changes=changes))
+    suite = load_suite(found[min(found, key=lambda s: s.index)].path / "suite.json", first.suite.sha256)
+    planned = [item.item_id for item in plan(suite, list(first.targets))]
+    stored = Counter(r["item_id"] for folder in found.values() for r in folder.read_parts(["item_id"]))
+    _check_once(run_id, counts[0], planned, stored)
+    staging = root / ".staging" / secrets.token_hex(8)
+    try:
+        built = _build(RunDir(staging / run_id), found, first, counts[0])
+        run.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(built.path, run.path)
+        except OSError:
+            raise UsageError(f"run {run_id} was finalized meanwhile by another command; nothing changed") from None
+    finally:
+        _tidy(staging)
+    return run
 
 
-def _check_once(run: RunDir, count: int, planned: list[str], stored: Counter[str]) -> None:
+def _checked(folder: RunDir, shard: Shard) -> Manifest:
+    folder.require_intact(f"shard {shard} is not finalized; send it again into a fresh run, or restore it")
+    return folder.manifest()
+
+
+def _build(run: RunDir, found: dict[Shard, RunDir], first: Manifest, count: int) -> RunDir:
+    """The finalized run, in `run` (a fresh folder): the suite, every shard's parts (each sealed as it is
+    copied), compacted, then the manifest sealing it complete."""
+    (run.path / "responses").mkdir(parents=True)
+    source = found[min(found, key=lambda s: s.index)].path
+    for name in ("suite.json", PREREGISTRATION):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, run.path / name)
+            run.seal(run.path / name)
+    for folder in found.values():
+        for part in folder.response_parts():
+            copied = run.path / "responses" / part.name
+            shutil.copyfile(part, copied)
+            run.seal(copied)
+    compact.compact(run.path)
+    columns = ["target", "returned_model", "system_fingerprint", "started_at", "error_class", "cached"]
+    changes = identity_changes(run.read_parts(columns))
+    started = min(folder.manifest().started_at for folder in found.values())
+    done = first.but(status="complete", started_at=started, finished_at=now(), identity_changes=changes, shards=count)
+    run.write_manifest(done)
+    return run
+
+
+def _check_once(run_id: str, count: int, planned: list[str], stored: Counter[str]) -> None:
     doubled = sorted(i for i, n in stored.items() if n > 1)
     unknown = sorted(set(stored) - set(planned))
     if doubled or unknown:
@@ -167,17 +256,17 @@ def _check_once(run: RunDir, count: int, planned: list[str], stored: Counter[str
         example = (doubled or unknown)[0]
         shard = Shard(int(example[:8], 16) % count, count)
         raise ArchiveError(
-            f"run {run.run_id} cannot be finalized: {which} (e.g. item {example} of shard {shard}); was one shard "
+            f"run {run_id} cannot be finalized: {which} (e.g. item {example} of shard {shard}); was one shard "
             "run twice at the same time? Nothing was changed"
         )
     missing = Counter(int(i[:8], 16) % count for i in planned if i not in stored)
     if missing:
         shards = ", ".join(f"{k + 1}/{count} ({n} missing)" for k, n in sorted(missing.items()))
         raise ArchiveError(
-            f"run {run.run_id} is not complete: {sum(missing.values())} of {len(planned)} planned items are "
+            f"run {run_id} is not complete: {sum(missing.values())} of {len(planned)} planned items are "
             f"missing, in shard{'s' if len(missing) > 1 else ''} {shards}; run "
             f"{'them' if len(missing) > 1 else 'it'} again (auditor run SUITE --targets FILE --shard K/{count} "
-            f"--run {run.run_id}), then finalize"
+            f"--run {run_id}), then finalize"
         )
 
 

@@ -494,3 +494,79 @@ def test_a_second_command_meanwhile_uses_a_working_copy_of_its_own(
         assert copies[0] == busy.parent and copies[1].parent == busy.parent and copies[1].name.startswith("busy-")
         assert not copies[1].exists()  # tidied away
     assert invoke("verify", "--archive", bucket.url).exit_code == 0
+
+
+# --- one run sent in shards from several machines through the bucket -----------------------------------------
+
+
+def machine(tmp_path: Path, name: str, *args: str) -> subprocess.Popen[str]:
+    """`auditor ARGS` as another machine would run it: a process with a working-copy cache of its own."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / f"machine-{name}")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "auditor", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def test_shards_on_several_machines_through_one_bucket(
+    tmp_path: Path, bucket: Bucket, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hello = Hello()
+    srv = server(hello)
+    targets = write_targets(
+        tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 4}}
+    )
+    args = ["run", str(big_suite(tmp_path)), "--targets", str(targets), "--archive", bucket.url, "--run", "r7"]
+    first, second = (machine(tmp_path, k, *args, "--shard", f"{k}/2", "--quiet") for k in ("1", "2"))
+    try:  # machine 1 is killed once the bucket holds a part of its shard; machine 2 runs to the end
+        deadline = time.monotonic() + 60
+        while not [k for k in bucket.keys() if "shards/s1of2/r7/responses/part-" in k]:
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate()
+    hello.delay = 0.0
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    assert out.strip() == "r7"
+    keys = bucket.keys()
+    assert not [k for k in keys if k.startswith("team/runs/")]  # nothing is a run before finalize
+    assert {k.split("/")[2] for k in keys if k.startswith("team/shards/")} == {"s1of2", "s2of2"}
+
+    new_cache(monkeypatch, tmp_path)  # a third machine: shard 1 is incomplete, so finalize names it
+    missing = invoke("finalize", "r7", "--archive", bucket.url)
+    assert missing.exit_code == 1 and "in shard 1/2 (" in one_error(missing, 1)
+    sent = len(srv.requests)
+    stored = len([r for r in rows(bucket.url, "SELECT 1 FROM responses")])
+    assert stored == 0
+    taken_over = machine(tmp_path, "3", *args, "--shard", "1/2", "--quiet")  # another machine takes shard 1 over
+    out, err = taken_over.communicate(timeout=120)
+    assert taken_over.returncode == 0, err
+    resent = len(srv.requests) - sent
+    assert 0 < resent < N // 2 + 40  # only what shard 1 had not pushed before the kill
+
+    new_cache(monkeypatch, tmp_path)  # a fourth machine finalizes
+    done = invoke("finalize", "r7", "--archive", bucket.url, "--quiet")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip().splitlines()[-1] == "r7"
+    after = rows(bucket.url)
+    assert len(after) == N == len({r["item_id"] for r in after})  # nothing lost, nothing doubled
+    assert {r["run_id"] for r in after} == {"r7"}
+    assert bucket_manifest_of(bucket, "runs/r7")["status"] == "complete"
+    assert [k for k in bucket.keys() if k.startswith("team/runs/r7/responses/")] == [
+        "team/runs/r7/responses/part-c0000.parquet"
+    ]
+    new_cache(monkeypatch, tmp_path)
+    verified = invoke("verify", "r7", "--archive", bucket.url)
+    assert verified.exit_code == 0, verified.output
+    late = invoke(*args, "--shard", "2/2", "--quiet")
+    assert late.exit_code == 2 and "already finalized" in one_error(late, 2)
+
+
+def bucket_manifest_of(bucket: Bucket, folder: str) -> dict[str, Any]:
+    return dict(json.loads(bucket.read(f"team/{folder}/manifest.json")))

@@ -227,6 +227,21 @@ def test_ctrl_c_stops_the_workers_cleanly(tmp_path: Path, server: Any) -> None:
     assert invoke("verify", "--archive", str(archive)).exit_code == 0  # every worker flushed before the seal
 
 
+def shard_names(archive: Path, run_id: str) -> dict[str, set[str]]:
+    """What each shard folder of the run records in its own ledger: folder name -> file names."""
+    return {
+        path.parent.parent.name: {json.loads(line)["file"] for line in path.read_text().splitlines()}
+        for path in archive.glob(f"shards/*/{run_id}/ledger.jsonl")
+    }
+
+
+def shard_rows(archive: Path) -> list[str]:
+    """The item ids every shard folder stores (before finalize, no run shows them)."""
+    import pyarrow.parquet as pq
+
+    return [i for p in archive.glob("shards/*/*/responses/*.parquet") for i in pq.read_table(p)["item_id"].to_pylist()]
+
+
 def test_two_shard_processes_fill_one_run_then_finalize(tmp_path: Path, server: Any) -> None:
     hello = Hello(0.01)
     srv = server(hello)
@@ -240,18 +255,21 @@ def test_two_shard_processes_fill_one_run_then_finalize(tmp_path: Path, server: 
         assert p.returncode == 0, err
         assert out.strip() == "audit-1"
     assert hello.most <= 4  # each shard took half the target's limit, each of its workers half of that
-    parts = {n.split("-")[1] for n in ledger_names(archive) if n.startswith("responses/part-")}
-    assert parts == {"s1of4", "s3of4", "s2of2"}
-    assert manifest(archive)["status"] == "sharded"
-    assert len(list((archive / "runs").iterdir())) == 1 and not (archive / ".staging").exists()
+    folders = shard_names(archive, "audit-1")  # each shard wrote a folder of its own, sealed in its own ledger
+    parts = {k: {n.split("-")[1] for n in names if n.startswith("responses/part-")} for k, names in folders.items()}
+    assert parts == {"s1of2": {"s1of4", "s3of4"}, "s2of2": {"s2of2"}}
+    assert not (archive / "runs").exists() and not (archive / ".staging").exists()
+    assert sorted(shard_rows(archive)) == sorted(set(shard_rows(archive))) and len(shard_rows(archive)) == 120
     done = invoke("finalize", "audit-1", "--archive", str(archive))
     assert done.exit_code == 0, done.output
     assert done.stdout.strip().splitlines()[-1] == "audit-1"
     m = manifest(archive)
-    assert m["status"] == "complete" and m["shards"] == 2
+    assert m["status"] == "complete" and m["shards"] == 2 and m["run_id"] == "audit-1"
     rows = stored_rows(archive)
     assert len(rows) == 120 == len({r["item_id"] for r in rows}) == len(srv.requests)
+    assert {r["run_id"] for r in rows} == {"audit-1"}
     assert invoke("verify", "--archive", str(archive)).exit_code == 0
+    assert not (archive / ".staging").exists()
     again = invoke("finalize", "audit-1", "--archive", str(archive))
     assert again.exit_code == 2 and "already finalized" in one_error_line(again.output)
     assert len(stored_rows(archive)) == 120 and invoke("verify", "--archive", str(archive)).exit_code == 0
@@ -265,8 +283,11 @@ def test_finalize_names_missing_shards_and_a_killed_shard_is_run_again(tmp_path:
     targets, archive = setup(tmp_path, srv.url)
     suite = suite_of(tmp_path, 200)
     args = ["run", str(suite), "--targets", str(targets), "--archive", str(archive), "--run", "audit-2", "--quiet"]
+    archive.mkdir()
+    nothing = invoke("finalize", "audit-2", "--archive", str(archive))
+    assert nothing.exit_code == 2 and "no shard of run audit-2" in one_error_line(nothing.output)
     proc = start_cli(*args, "--shard", "1/2")
-    wait_for_parts(archive, 1)
+    wait_for(lambda: list(archive.glob("shards/s1of2/audit-2/responses/part-*.parquet")))
     proc.kill()
     proc.wait()
     hello.delay = 0.0
@@ -275,16 +296,17 @@ def test_finalize_names_missing_shards_and_a_killed_shard_is_run_again(tmp_path:
     assert missing.exit_code == 1
     line = one_error_line(missing.output)
     assert "is not complete" in line and "in shard 1/2 (" in line and "--shard K/2 --run audit-2" in line
-    assert manifest(archive)["status"] == "sharded"  # nothing changed
+    assert not (archive / "runs").exists()  # nothing changed
     resume = invoke("run", "--resume", "audit-2", "--archive", str(archive))
-    assert resume.exit_code == 2 and "is sharded" in one_error_line(resume.output)
-    before, sent = len(stored_rows(archive)), len(srv.requests)
+    assert resume.exit_code == 2 and "not finalized yet" in one_error_line(resume.output)
+    before, sent = len(shard_rows(archive)), len(srv.requests)
     rerun = invoke(*args, "--shard", "1/2")
     assert rerun.exit_code == 0, rerun.output
     assert len(srv.requests) - sent == 200 - before  # only what the killed shard had not stored
     assert invoke("finalize", "audit-2", "--archive", str(archive)).exit_code == 0
     rows = stored_rows(archive)
     assert len(rows) == 200 == len({r["item_id"] for r in rows})
+    assert invoke("verify", "--archive", str(archive)).exit_code == 0
 
 
 def test_a_shard_of_another_suite_or_split_is_refused(tmp_path: Path, server: Any) -> None:
@@ -295,12 +317,27 @@ def test_a_shard_of_another_suite_or_split_is_refused(tmp_path: Path, server: An
     other = suite_of(tmp_path, 10, "other.json", prompt="Say hello twice.")
     for suite, spec, says in (
         (other, "2/2", "exists with another suite"),
-        (suite_of(tmp_path, 10), "1/3", "is split in 2 shards, not 3"),
+        (suite_of(tmp_path, 10), "1/3", "is split in 2 shards (shard 1/2 is stored), not 3"),
     ):
         result = invoke("run", str(suite), *common, "--shard", spec)
         assert result.exit_code == 2 and says in one_error_line(result.output)
     attacker = invoke("run", str(other), *common, "--shard", "2/2", "--attacker", "t")
     assert attacker.exit_code == 2
+    assert sorted(p.parent.name for p in archive.glob("shards/*/audit-3")) == ["s1of2"]  # nothing else created
+
+
+def test_a_tampered_shard_is_not_finalized(tmp_path: Path, server: Any) -> None:
+    targets, archive = setup(tmp_path, server(Hello()).url)
+    args = ["run", str(suite_of(tmp_path, 20)), "--targets", str(targets), "--archive", str(archive), "--run", "a4"]
+    for k in (1, 2):
+        assert invoke(*args, "--shard", f"{k}/2", "--quiet").exit_code == 0
+    (part,) = archive.glob("shards/s2of2/a4/responses/part-*.parquet")
+    part.write_bytes(part.read_bytes()[:-8] + b"tampered")
+    result = invoke("finalize", "a4", "--archive", str(archive))
+    assert result.exit_code == 1
+    line = one_error_line(result.output)
+    assert "run a4 fails verification" in line and "changed after it was recorded" in line and "shard 2/2" in line
+    assert not (archive / "runs").exists()
 
 
 def test_adaptive_attacks_follow_the_workers_in_the_launcher(tmp_path: Path, server: Any) -> None:

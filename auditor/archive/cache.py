@@ -10,11 +10,11 @@ from auditor.archive.store import ResponseWriter, RunDir, connect, read_rows
 from auditor.records import Completion, Target, WorkItem
 
 
-def reuse(run: RunDir, todo: list[WorkItem], writer: ResponseWriter) -> set[str]:
-    """Store replies the archive already holds for identical requests (never for fresh probes); return the ids
-    of the items answered so."""
+def reuse(run: RunDir, todo: list[WorkItem], writer: ResponseWriter, root: Path | None = None) -> set[str]:
+    """Store replies the archive (at `root`, by default the one holding the run) already holds for identical
+    requests (never for fresh probes); return the ids of the items answered so."""
     reusable = [i for i in todo if not i.fresh]
-    hits = lookup(run.path.parents[1], reusable)
+    hits = lookup(root or run.path.parents[1], reusable)
     reused = [item for item in reusable if item.request_hash in hits]
     for item in reused:
         writer.add(item, hits[item.request_hash], cached=True)

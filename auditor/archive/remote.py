@@ -27,8 +27,8 @@ The archive code works on files in a folder, so a command given a URL works on a
 Credentials are never handled here: s3fs asks botocore, which reads the standard AWS chain (environment variables,
 AWS_PROFILE and the config and credential files, instance roles; AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3 for
 another endpoint). A URL carrying credentials or options is refused, since the command line is stored with a run.
-One writer per run at a time: two machines writing the same run through one bucket would overwrite each other's
-ledger.
+One writer per sealed folder at a time (a second writer's push is refused, not overwritten): machines sending
+one run together each write a shard folder of their own (auditor.shards), which `auditor finalize` joins.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Layout (format version 1):
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import time
@@ -206,6 +207,11 @@ class Archive:
     def run(self, run_id: str) -> RunDir:
         """Find a run by id, unique prefix, or 'latest'."""
         runs = self.runs()
+        if run_id not in {r.run_id for r in runs} and any(self.root.glob(f"shards/*/{glob.escape(run_id)}/manifest.json")):
+            raise UsageError(
+                f"run {run_id} is sent in shards and not finalized yet: run each missing shard with auditor run "
+                f"SUITE --targets FILE --shard K/N --run {run_id}, then auditor finalize {run_id}"
+            )
         if not runs:
             raise UsageError(f"{self.root}: no runs in this archive (run `auditor run SUITE` first)")
         if run_id == "latest":

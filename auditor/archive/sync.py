@@ -208,7 +208,11 @@ class WorkingCopy:
         with self.lock:
             if not self.path.is_dir():
                 return
-            found = self.path.rglob(ledger.LEDGER) if final else self.path.glob(f"*/*/{ledger.LEDGER}")
+            found = (
+                self.path.rglob(ledger.LEDGER)
+                if final
+                else [*self.path.glob(f"*/*/{ledger.LEDGER}"), *self.path.glob(f"shards/*/*/{ledger.LEDGER}")]
+            )
             folders = sorted(parent_of(p.relative_to(self.path).as_posix()) for p in found)
             for folder in folders:
                 stat = stat_of(self.path / folder / ledger.LEDGER)
@@ -372,7 +376,7 @@ class WorkingCopy:
         else:
             raise ArchiveError(
                 f"{self.url}/{folder} was changed in the store by another writer meanwhile, so it is not "
-                "overwritten: one writer per run (shards on several machines need a shared folder, not a bucket)"
+                "overwritten: one writer per run (on several machines, send it in shards: auditor run --shard K/N)"
             )
 
     def _push_loose(self, folders: set[str]) -> None:

@@ -89,7 +89,7 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
     "--run",
     "run_id",
     metavar="RUN",
-    help="With --shard: the run id every shard writes into (created by the first); then auditor finalize RUN.",
+    help="With --shard: the run the shard belongs to (each shard writes a folder of its own); then auditor finalize RUN.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
@@ -126,7 +126,7 @@ def run(
     auditor run sixteen-challenges --targets targets.json --max-cost 5 --concurrency 4
     auditor run --resume latest
     auditor run big-suite.json --targets targets.json --concurrency 256 --workers 2
-    auditor run big-suite.json --targets targets.json --shard 1/2 --run audit-7 --archive /shared/audits
+    auditor run big-suite.json --targets targets.json --shard 1/2 --run audit-7 --archive s3://audits/team
     auditor run big-suite.json --targets targets.json --ray ray://head:10001
     """
     from auditor import pipeline
@@ -162,7 +162,7 @@ def run(
         if shard is not None and run_id is not None:
             from auditor import shards
 
-            run_dir = shards.join_run(suite, targets, options, run_id, shard.count)
+            run_dir = shards.join_run(suite, targets, options, run_id, shard)
         else:
             run_dir = pipeline.start_run(suite, targets, options)
         if not quiet:
@@ -171,7 +171,7 @@ def run(
             part = f"shard {shard} of " if shard else ""
             click.echo(f"{part}run {run_dir.run_id}: auditing {', '.join(t.name for t in targets)}{aside}", err=True)
     if shard is not None:
-        _run_shard(run_dir, shard, workers, quiet, not no_cache, max_cost)
+        _run_shard(run_dir, shard, workers, quiet, not no_cache, max_cost, archive)
         return
     if fan_out is not None and workers is None:
         fan_out.warm(run_dir.manifest().planned_items)  # by the default, workers are for runs of some size
@@ -179,13 +179,19 @@ def run(
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
 
 
-def _run_shard(run_dir: Any, shard: Any, workers: int | None, quiet: bool, use_cache: bool, cap: float | None) -> None:
+def _run_shard(
+    run_dir: Any, shard: Any, workers: int | None, quiet: bool, use_cache: bool, cap: float | None, archive: Path
+) -> None:
     from auditor import shards
     from auditor.run.launch import Workers
 
     again = f"run it again: auditor run SUITE --targets FILE --shard {shard} --run {run_dir.run_id}"
     Workers(workers).warm(run_dir.manifest().planned_items // shard.count)
-    _execute(run_dir, quiet, use_cache, cap, send=lambda r, o: shards.run_shard(r, shard, workers, o), again=again)
+
+    def send(run: Any, options: Any) -> dict[str, Any]:
+        return shards.run_shard(run, shard, workers, options, archive)
+
+    _execute(run_dir, quiet, use_cache, cap, send=send, again=again)
     if not quiet:
         click.echo(f"shard {shard} done; once every shard is: auditor finalize {run_dir.run_id}", err=True)
     click.echo(run_dir.run_id)
@@ -252,8 +258,7 @@ def finalize(run_id: str, as_json: bool, quiet: bool, archive: Path) -> None:
     from auditor import shards
     from auditor.archive.store import Archive
 
-    run_dir = Archive.existing(archive).run(run_id)
-    shards.finalize(run_dir)
+    run_dir = shards.finalize(Archive.existing(archive).root, run_id)
     _finish_run(archive, run_dir, as_json, quiet, 1)
 
 
