@@ -28,12 +28,12 @@ from typing import Any
 
 from auditor import pipeline
 from auditor.archive import cache, compact
-from auditor.archive.manifest import SHARDED, Manifest
+from auditor.archive.manifest import Manifest
 from auditor.archive.store import Archive, ResponseWriter, RunDir
-from auditor.report.governance import PREREGISTRATION
 from auditor.clock import now
 from auditor.errors import ArchiveError, UsageError
 from auditor.records import Target
+from auditor.report.governance import PREREGISTRATION
 from auditor.run.execute import Executor
 from auditor.run.launch import Workers
 from auditor.run.plan import plan
@@ -69,7 +69,9 @@ def _refuse_finalized(root: Path, run_id: str) -> None:
         raise UsageError(f"run {run_id} is {done} (status {m.status}): nothing is added to it by --shard")
 
 
-def join_run(suite_path: Path, targets: list[Target], options: pipeline.RunOptions, run_id: str, shard: Shard) -> RunDir:
+def join_run(
+    suite_path: Path, targets: list[Target], options: pipeline.RunOptions, run_id: str, shard: Shard
+) -> RunDir:
     """The folder of shard `shard` of run `run_id`: created if this shard has not started before, else resumed;
     checked to hold the same suite, targets and number of shards as every other shard of the run in the archive."""
     if not RUN_ID.fullmatch(run_id):

@@ -207,7 +207,8 @@ class Archive:
     def run(self, run_id: str) -> RunDir:
         """Find a run by id, unique prefix, or 'latest'."""
         runs = self.runs()
-        if run_id not in {r.run_id for r in runs} and any(self.root.glob(f"shards/*/{glob.escape(run_id)}/manifest.json")):
+        sharded = self.root.glob(f"shards/*/{glob.escape(run_id)}/manifest.json")
+        if run_id not in {r.run_id for r in runs} and any(sharded):
             raise UsageError(
                 f"run {run_id} is sent in shards and not finalized yet: run each missing shard with auditor run "
                 f"SUITE --targets FILE --shard K/N --run {run_id}, then auditor finalize {run_id}"

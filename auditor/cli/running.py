@@ -89,7 +89,8 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
     "--run",
     "run_id",
     metavar="RUN",
-    help="With --shard: the run the shard belongs to (each shard writes a folder of its own); then auditor finalize RUN.",
+    help="With --shard: the run the shard belongs to (each shard stores a folder of its own); then auditor "
+    "finalize RUN.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the run id.")
 @click.option("--quiet", is_flag=True, help="No progress output.")

@@ -77,7 +77,7 @@ def make_client(ep: Endpoint) -> Any:
         max_retries=0,
         timeout=ep.target.limits.timeout_s,
         default_query={"api-version": ep.target.api_version} if ep.target.api_version else None,
-        http_client=openai.DefaultAsyncHttpxClient(mounts=dict.fromkeys(LOOPBACK), limits=limits),
+        http_client=openai.DefaultAioHttpClient(mounts=dict.fromkeys(LOOPBACK), limits=limits),
     )
 
 

@@ -112,13 +112,27 @@ def classify(failure: Failure, attempt: int, max_retries: int, jitter: float) ->
     return Decision(True, min(60.0, asked) if asked is not None else backoff, error_class)
 
 
+def _not_connected(exc: BaseException) -> BaseException | None:
+    """The HTTP transport's own error when no connection could be made for a reason other than time (refused,
+    unknown host, certificate): the aiohttp transport reports those as connect timeouts."""
+    import aiohttp
+
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain of causes, however it was built, is followed only so far
+        if seen is None or isinstance(seen, aiohttp.ClientConnectorError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _failure(exc: BaseException) -> Failure:
     import openai
 
-    if isinstance(exc, openai.APITimeoutError):
+    refused = _not_connected(exc)
+    if isinstance(exc, openai.APITimeoutError) and refused is None:
         return Failure("timeout", message="request timed out")
     if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__ or exc
+        cause = refused or exc.__cause__ or exc
         return Failure("connection", message=f"{type(cause).__name__}: {cause}"[:300])
     if isinstance(exc, openai.APIStatusError):
         return Failure("status", exc.status_code, dict(exc.response.headers), str(exc.message)[:300])
