@@ -21,7 +21,7 @@ import re
 import secrets
 import shutil
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,15 +30,15 @@ from auditor import pipeline
 from auditor.archive import cache, compact
 from auditor.archive.manifest import Manifest
 from auditor.archive.store import Archive, ResponseWriter, RunDir
-from auditor.clock import now
-from auditor.errors import ArchiveError, UsageError
+from auditor.clock import new_id, now
+from auditor.errors import ArchiveError, AuditorError, UsageError
 from auditor.records import Target
 from auditor.report.governance import PREREGISTRATION
 from auditor.run.execute import Executor
 from auditor.run.launch import Workers
 from auditor.run.plan import plan
 from auditor.run.throttle import Budget
-from auditor.run.workers import Shard, share
+from auditor.run.workers import Job, Shard, report, send_shard, share
 from auditor.suite.load import load_suite
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -270,6 +270,94 @@ def _check_once(run_id: str, count: int, planned: list[str], stored: Counter[str
             f"{'them' if len(missing) > 1 else 'it'} again (auditor run SUITE --targets FILE --shard K/{count} "
             f"--run {run_id}), then finalize"
         )
+
+
+@dataclass(frozen=True)
+class RayShard:
+    """What one Ray task sends through an archive on object storage (at `url`): shard `shard` of run `run_id`,
+    into a working copy of its own on whichever node it runs, the suite and targets travelling with it."""
+
+    url: str
+    run_id: str
+    shard: Shard
+    suite: bytes
+    targets: tuple[Target, ...]
+    options: pipeline.RunOptions
+    urls: tuple[tuple[str, str], ...]  # where each target is reached (the driver may serve embedded models)
+    max_cost: float | None
+
+
+def send_on_ray(
+    url: str, archive: Path, suite_path: Path, targets: list[Target], options: pipeline.RunOptions, how: RayOptions
+) -> RunDir:
+    """Send a new run as `how.count` shards (None: as many as worker processes would be), each a Ray task on the
+    cluster at `how.address` writing its shard folder through the bucket at `url`; then pull the folders into the
+    working copy `archive` and finalize the run there. A task that fails leaves the others' shards stored: the
+    error names the run, and each missing shard can be sent again with --shard."""
+    from auditor.archive import remote
+    from auditor.run.launch import RayTasks, gather
+    from auditor.run.workers import worker_count
+
+    run_id = new_id()
+    suite = load_suite(suite_path, max_items=options.max_items)
+    items = list(plan(suite, targets))
+    with pipeline.endpoints(targets) as eps:
+        executor = Executor(eps, lambda item, c: None, on_warning=how.warn)
+        n = max(1, worker_count(how.count, items, eps))
+        for item in items:
+            executor.tallies[item.target].total += 1
+        urls = tuple((name, ep.url) for name, ep in eps.items())
+        cap = how.max_cost / n if how.max_cost is not None else None
+        body = suite_path.read_bytes()
+        jobs = [RayShard(url, run_id, Shard(k, n), body, tuple(targets), options, urls, cap) for k in range(n)]
+
+        async def follow() -> int:
+            return await gather(RayTasks(jobs, how.address, main=ray_shard_main), n, executor)
+
+        try:
+            asyncio.run(pipeline._execute_with_progress(executor, items, how.progress, None, follow))
+        except AuditorError as exc:
+            kept = AuditorError(
+                f"{exc}; the shards' replies are kept in {url}/shards: send what is missing with auditor run SUITE "
+                f"--targets FILE --shard K/{n} --run {run_id}, then auditor finalize {run_id}"
+            )
+            kept.exit_code = exc.exit_code
+            raise kept from None
+    remote.refresh(archive)
+    return finalize(archive, run_id)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How `send_on_ray` sends: the cluster, the number of tasks, the spending cap, progress and warnings."""
+
+    address: str
+    count: int | None = None
+    max_cost: float | None = None
+    progress: Any = None
+    warn: Any = None
+
+
+def ray_shard_main(job: RayShard, k: int, queue: Any) -> None:
+    """Task `k`: send shard `job.shard` into its folder in a working copy of the bucket, reporting through
+    `queue` as worker processes report to their launcher."""
+    report(
+        lambda: _send_ray_shard(job, lambda message: queue.put((k, message))), lambda m: queue.put((k, m)), job.shard
+    )
+
+
+def _send_ray_shard(job: RayShard, post: Any) -> dict[str, Any]:
+    import tempfile
+
+    from auditor.archive.remote import working_copy
+
+    with tempfile.TemporaryDirectory() as tmp, working_copy(job.url) as folder:
+        suite_path = Path(tmp) / "suite.json"
+        suite_path.write_bytes(job.suite)
+        options = replace(job.options, archive=folder)
+        run = join_run(suite_path, list(job.targets), options, job.run_id, job.shard)
+        run.check_before_writing()
+        return send_shard(Job(str(run.path), job.shard, job.urls, job.max_cost), post, lambda: False)
 
 
 def identity_changes(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:

@@ -570,3 +570,44 @@ def test_shards_on_several_machines_through_one_bucket(
 
 def bucket_manifest_of(bucket: Bucket, folder: str) -> dict[str, Any]:
     return dict(json.loads(bucket.read(f"team/{folder}/manifest.json")))
+
+
+def test_ray_tasks_send_their_shards_through_the_bucket(
+    tmp_path: Path, bucket: Bucket, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = pytest.importorskip("ray")
+    hello = Hello()
+    hello.delay = 0.01
+    srv = server(hello)
+    targets = write_targets(
+        tmp_path / "t.json", {"name": "t", "base_url": srv.url, "model": "m", "limits": {"concurrency": 4}}
+    )
+    suite = hello_suite(tmp_path / "s.json", 60)
+    # the tasks run in Ray's worker processes, each pulling a working copy of its own from the bucket (the
+    # driver's is locked), as tasks on other nodes would
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        args = ["run", str(suite), "--targets", str(targets), "--archive", bucket.url, "--quiet"]
+        result = invoke(*args, "--ray", "--workers", "2")
+        dead = write_targets(tmp_path / "dead.json", {"name": "t", "base_url": "http://127.0.0.1:9/v1", "model": "m"})
+        failed = invoke("run", str(suite), "--targets", str(dead), "--archive", bucket.url, "--ray", "--workers", "2")
+    finally:
+        ray.shutdown()
+    line = one_error(failed, 1)
+    assert "connection" in line and "--shard K/2 --run " in line and "then auditor finalize" in line
+    assert result.exit_code == 0, result.output
+    run_id = result.stdout.strip().splitlines()[-1]
+    assert len(srv.requests) == 60
+    keys = bucket.keys()
+    shard_parts = {k.split("/")[2] for k in keys if k.startswith("team/shards/") and "/responses/part-" in k}
+    assert shard_parts == {"s1of2", "s2of2"}  # each task wrote its own folder through the bucket
+    assert [k for k in keys if k.startswith(f"team/runs/{run_id}/responses/")] == [
+        f"team/runs/{run_id}/responses/part-c0000.parquet"
+    ]
+    manifest = bucket_manifest_of(bucket, f"runs/{run_id}")
+    assert manifest["status"] == "complete" and manifest["shards"] == 2
+    new_cache(monkeypatch, tmp_path)
+    after = rows(bucket.url)
+    assert len(after) == 60 == len({r["item_id"] for r in after})
+    assert len(rows(bucket.url, "SELECT * FROM grades")) == 60  # graded as any run
+    assert invoke("verify", run_id, "--archive", bucket.url).exit_code == 0

@@ -44,12 +44,28 @@ from auditor.archive.objects import MARKER, cache_folder, connect, failure, open
 from auditor.archive.sync import INTERVAL_S, WorkingCopy
 from auditor.errors import AuditorError
 
-__all__ = ["INTERVAL_S", "MARKER", "WorkingCopy", "connect", "open_fs", "parse", "working_copy"]
+__all__ = ["INTERVAL_S", "MARKER", "WorkingCopy", "connect", "open_fs", "parse", "refresh", "working_copy"]
 
 
 def _rename(exc: AuditorError, local: Path, url: str) -> None:
     """Name the archive by its URL, not its working copy, in an error's message."""
     exc.args = tuple(a.replace(str(local), url) if isinstance(a, str) else a for a in exc.args)
+
+
+_open: dict[Path, WorkingCopy] = {}  # the working copies this process's commands hold, by folder
+
+
+def refresh(folder: Path) -> None:
+    """Pull into `folder`, when it is an open working copy, what other machines have stored in its bucket since
+    (the shard folders Ray tasks on other nodes pushed, say)."""
+    copy = _open.get(folder)
+    if copy is not None:
+        try:
+            copy.pull()
+        except AuditorError:
+            raise
+        except Exception as exc:
+            raise failure(exc, copy.url) from None
 
 
 @contextlib.contextmanager
@@ -72,6 +88,7 @@ def working_copy(url: str) -> Iterator[Path]:
             raise failure(exc, url) from None
         copy.start()
         failed = True
+        _open[copy.path] = copy
         try:
             yield copy.path
             failed = False
@@ -79,6 +96,7 @@ def working_copy(url: str) -> Iterator[Path]:
             _rename(exc, copy.path, url)
             raise
         finally:
+            _open.pop(copy.path, None)
             copy.stop()
             try:
                 copy.push(final=True)

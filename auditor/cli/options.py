@@ -56,9 +56,14 @@ _SHOWN = "auditor.archive"
 
 def shown(archive: Path) -> str:
     """The archive as the user named it: the URL for the working copy of an archive on object storage."""
+    return url_of(archive) or str(archive)
+
+
+def url_of(archive: Path) -> str | None:
+    """The URL of the archive on object storage whose working copy `archive` is, or None for a plain folder."""
     ctx = click.get_current_context(silent=True)
     folder, url = ctx.meta.get(_SHOWN, (None, None)) if ctx is not None else (None, None)
-    return str(url) if folder == archive else str(archive)
+    return str(url) if folder == archive else None
 
 
 ARCHIVE_LOCATION = _ARCHIVE  # the folder (Path) or the URL (str) as given, for commands that read a store directly

@@ -9,7 +9,7 @@ import click
 
 from auditor.cli.console import Progress, printable
 from auditor.cli.options import ARCHIVE_OPTION as ARCHIVE
-from auditor.cli.options import MAX_ITEMS, SUITE, limit_options, shown
+from auditor.cli.options import MAX_ITEMS, SUITE, limit_options, shown, url_of
 from auditor.errors import AuditorError, UsageError
 from auditor.records import LimitOverrides
 from auditor.suite.targets import choose
@@ -160,6 +160,10 @@ def run(
 
             sealed = sealed_plan(archive, plan_id, suite, targets, judge, attacker)
         options = pipeline.RunOptions(archive, label, seed, judge, attacker, max_items, sealed)
+        url = url_of(archive)
+        if ray_address is not None and url is not None:
+            _run_on_ray(url, archive, suite, targets, options, workers, ray_address, max_cost, as_json, quiet)
+            return
         if shard is not None and run_id is not None:
             from auditor import shards
 
@@ -178,6 +182,37 @@ def run(
         fan_out.warm(run_dir.manifest().planned_items)  # by the default, workers are for runs of some size
     outcome = _execute(run_dir, quiet, not no_cache, max_cost, fan_out)
     _finish_run(archive, run_dir, as_json, quiet, outcome["sent"] + outcome["cached"])
+
+
+def _run_on_ray(
+    url: str,
+    archive: Path,
+    suite: Path,
+    targets: list[Any],
+    options: Any,
+    count: int | None,
+    address: str,
+    max_cost: float | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """`auditor run --ray` on an archive in a bucket: Ray tasks, on whichever nodes, each send a shard into the
+    bucket; the run is finalized here once all are done (auditor.shards.send_on_ray)."""
+    from auditor import shards
+
+    if options.attacker is not None:
+        raise UsageError("adaptive attacks (--attacker) run in one process, not as Ray tasks: run without --ray")
+    progress = Progress(quiet)
+    warn = lambda m: click.echo(f"warning: {printable(m)}", err=True)  # noqa: E731
+    try:
+        run_dir = shards.send_on_ray(
+            url, archive, suite, targets, options, shards.RayOptions(address, count, max_cost, progress, warn)
+        )
+    except KeyboardInterrupt:
+        raise AuditorError("interrupted; the shards' replies stored so far are kept in the bucket") from None
+    finally:
+        progress.close()
+    _finish_run(archive, run_dir, as_json, quiet, run_dir.manifest().planned_items)
 
 
 def _run_shard(

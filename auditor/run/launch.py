@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ class Workers:
         for item in items:  # the whole to-do from the start, as in one process
             executor.tallies[item.target].total += 1
         pool: Pool = RayTasks(jobs, self.ray) if self.ray is not None else Processes(jobs)
-        return await _gather(pool, jobs, executor)
+        return await gather(pool, len(jobs), executor)
 
     def warm(self, planned: int | None = None) -> None:
         """When `planned` items (None: unknown) will likely be sent by worker processes, start the process they fork
@@ -79,8 +80,9 @@ class Pool(Protocol):
     def close(self, timeout: float = 60.0) -> None: ...
 
 
-async def _gather(pool: Pool, jobs: list[Job], executor: Executor) -> int:
-    """Follow the workers until each has ended; raise the first error one reported (or how one vanished)."""
+async def gather(pool: Pool, count: int, executor: Executor) -> int:
+    """Follow the `count` workers of `pool` until each has ended, their tallies, identities, warnings and spending
+    added into `executor`'s; raise the first error one reported (or how one vanished). Returns the rows stored."""
     base = {name: asdict(t) for name, t in executor.tallies.items()}
     latest: dict[int, dict[str, dict[str, Any]]] = {}
     outcomes: dict[int, dict[str, Any]] = {}
@@ -102,21 +104,21 @@ async def _gather(pool: Pool, jobs: list[Job], executor: Executor) -> int:
             failures[k] = _error(*message[1:])
 
     try:
-        while len(outcomes) + len(failures) < len(jobs):
+        while len(outcomes) + len(failures) < count:
             gone = pool.vanished()  # before reading: whatever a worker posted before it exited is read below
             for k, message in pool.messages():
                 handle(k, message)
             for k, how in gone.items():
                 if k not in outcomes and k not in failures:
                     failures[k] = AuditorError(
-                        f"worker {k + 1} of {len(jobs)} stopped unexpectedly ({how}); what it stored is kept"
+                        f"worker {k + 1} of {count} stopped unexpectedly ({how}); what it stored is kept"
                     )
             if failures:
                 pool.stop()
             _sum(executor, base, latest)
             await asyncio.sleep(POLL_S)
     finally:
-        if len(outcomes) + len(failures) < len(jobs):
+        if len(outcomes) + len(failures) < count:
             pool.stop()  # interrupted: every worker flushes what it has and ends
         pool.close()
         for k, message in pool.messages():
@@ -205,10 +207,10 @@ class Processes:
 
 
 class RayTasks:
-    """Workers as Ray tasks: on the cluster at `address`, or a local Ray instance when it is empty (or the one
-    this process has already started)."""
+    """Workers as Ray tasks running `main(job, k, queue)` (by default a worker's `ray_main`): on the cluster at
+    `address`, or a local Ray instance when it is empty (or the one this process has already started)."""
 
-    def __init__(self, jobs: list[Job], address: str) -> None:
+    def __init__(self, jobs: Sequence[Any], address: str, main: Callable[[Any, int, Any], None] = ray_main) -> None:
         try:
             import ray
             from ray.util.queue import Queue
@@ -223,7 +225,7 @@ class RayTasks:
                 raise ConfigError(f"--ray {address or '(local)'}: cannot start or reach Ray: {exc}") from None
         self.queue: Any = Queue(actor_options={"num_cpus": 0})
         self.left: list[tuple[int, tuple[Any, ...]]] = []
-        task = ray.remote(num_cpus=1, max_retries=0)(ray_main)
+        task = ray.remote(num_cpus=1, max_retries=0)(main)
         self.refs = [task.remote(job, k, self.queue) for k, job in enumerate(jobs)]
         self.ended: dict[int, str] = {}
 

@@ -143,15 +143,21 @@ def work(job: Job, post: Post, stopped: Callable[[], bool]) -> None:
     """Send one shard into the run: its planned items with no stored reply yet. Everything the launcher needs
     arrives through `post`: tallies as they change, identities, warnings, then `done` with the outcome or `error`
     with an AuditorError's class, exit code and line. Stops early (flushing what it has) once `stopped()`."""
+    report(lambda: send_shard(job, post, stopped), post, job.shard)
+
+
+def report(task: Callable[[], dict[str, Any]], post: Post, shard: Shard) -> None:
+    """Post what `task` returns as `done`, or the error it raised as one line (a worker never raises)."""
     try:
-        post(("done", _send(job, post, stopped)))
+        post(("done", task()))
     except AuditorError as exc:
         post(("error", type(exc).__name__, exc.exit_code, str(exc)))
     except Exception as exc:  # a bug: still one line for the launcher to print
-        post(("error", "AuditorError", 1, f"internal error in worker {job.shard}: {type(exc).__name__}: {exc}"))
+        post(("error", "AuditorError", 1, f"internal error in worker {shard}: {type(exc).__name__}: {exc}"))
 
 
-def _send(job: Job, post: Post, stopped: Callable[[], bool]) -> dict[str, Any]:
+def send_shard(job: Job, post: Post, stopped: Callable[[], bool]) -> dict[str, Any]:
+    """The body of `work`: send the job's shard, posting tallies, and return its outcome."""
     if job.env is not None:
         os.environ.clear()
         os.environ.update(job.env)
