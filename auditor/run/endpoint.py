@@ -81,6 +81,19 @@ def make_client(ep: Endpoint) -> Any:
     )
 
 
+def not_connected(exc: BaseException) -> BaseException | None:
+    """The HTTP transport's own error when no connection could be made for a reason other than time (refused,
+    unknown host, certificate): the aiohttp transport `make_client` chooses reports those as connect timeouts."""
+    import aiohttp
+
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain of causes, however it was built, is followed only so far
+        if seen is None or isinstance(seen, aiohttp.ClientConnectorError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 async def root_warning(client: Any, ep: Endpoint) -> str | None:
     """A warning when base_url does not look like an API root: GET /models answers 404 (a vLLM or Ollama URL
     without /v1, say). Anything else is left to the requests themselves to report."""

@@ -19,7 +19,7 @@ from typing import Any
 from auditor.clock import now
 from auditor.errors import EndpointError
 from auditor.records import Completion, Message, WorkItem
-from auditor.run.endpoint import Endpoint, make_client, root_warning
+from auditor.run.endpoint import Endpoint, make_client, not_connected, root_warning
 from auditor.run.plan import estimate_tokens
 from auditor.run.throttle import Bucket, Budget, Gate
 from auditor.run.wire import Answer, Malformed, read_body, read_completion_body, scrub
@@ -112,23 +112,10 @@ def classify(failure: Failure, attempt: int, max_retries: int, jitter: float) ->
     return Decision(True, min(60.0, asked) if asked is not None else backoff, error_class)
 
 
-def _not_connected(exc: BaseException) -> BaseException | None:
-    """The HTTP transport's own error when no connection could be made for a reason other than time (refused,
-    unknown host, certificate): the aiohttp transport reports those as connect timeouts."""
-    import aiohttp
-
-    seen: BaseException | None = exc
-    for _ in range(16):  # a chain of causes, however it was built, is followed only so far
-        if seen is None or isinstance(seen, aiohttp.ClientConnectorError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _failure(exc: BaseException) -> Failure:
     import openai
 
-    refused = _not_connected(exc)
+    refused = not_connected(exc)
     if isinstance(exc, openai.APITimeoutError) and refused is None:
         return Failure("timeout", message="request timed out")
     if isinstance(exc, openai.APIConnectionError):
