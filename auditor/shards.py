@@ -61,6 +61,27 @@ def shard_dirs(root: Path, run_id: str) -> dict[Shard, RunDir]:
     return found
 
 
+def pending(root: Path) -> list[str]:
+    """A line for each run in the archive sent in shards and not finalized yet: which shards are stored, with how
+    many of the run's planned items."""
+    import pyarrow.parquet as pq
+
+    runs: dict[str, dict[Shard, RunDir]] = {}
+    for path in (root / SHARDS).glob("s*of*/*/manifest.json"):
+        if not (root / "runs" / path.parent.name).is_dir():
+            runs.setdefault(path.parent.name, {}).update(shard_dirs(root, path.parent.name))
+    lines = []
+    for run_id, found in sorted(runs.items()):
+        stored = sum(pq.ParquetFile(p).metadata.num_rows for d in found.values() for p in d.response_parts())
+        planned = max(d.manifest().planned_items for d in found.values())
+        names = ", ".join(str(s) for s in sorted(found, key=lambda s: (s.count, s.index)))
+        lines.append(
+            f"{run_id}: sent in shards, not finalized: shard {names} stored, {stored} of {planned} planned items; "
+            f"once every shard is: auditor finalize {run_id}"
+        )
+    return lines
+
+
 def _refuse_finalized(root: Path, run_id: str) -> None:
     run = RunDir(root / "runs" / run_id)
     if run.manifest_path.is_file():

@@ -260,11 +260,18 @@ def test_two_shard_processes_fill_one_run_then_finalize(tmp_path: Path, server: 
     assert parts == {"s1of2": {"s1of4", "s3of4"}, "s2of2": {"s2of2"}}
     assert not (archive / "runs").exists() and not (archive / ".staging").exists()
     assert sorted(shard_rows(archive)) == sorted(set(shard_rows(archive))) and len(shard_rows(archive)) == 120
+    listed = invoke("runs", "--archive", str(archive))
+    assert listed.exit_code == 0 and listed.stdout.splitlines() == [
+        "audit-1: sent in shards, not finalized: shard 1/2, 2/2 stored, 120 of 120 planned items; once every shard "
+        "is: auditor finalize audit-1"
+    ]
     done = invoke("finalize", "audit-1", "--archive", str(archive))
     assert done.exit_code == 0, done.output
     assert done.stdout.strip().splitlines()[-1] == "audit-1"
     m = manifest(archive)
     assert m["status"] == "complete" and m["shards"] == 2 and m["run_id"] == "audit-1"
+    listed = invoke("runs", "--archive", str(archive)).stdout
+    assert "not finalized" not in listed and "audit-1" in listed and "complete" in listed
     rows = stored_rows(archive)
     assert len(rows) == 120 == len({r["item_id"] for r in rows}) == len(srv.requests)
     assert {r["run_id"] for r in rows} == {"audit-1"}
@@ -297,6 +304,7 @@ def test_finalize_names_missing_shards_and_a_killed_shard_is_run_again(tmp_path:
     line = one_error_line(missing.output)
     assert "is not complete" in line and "in shard 1/2 (" in line and "--shard K/2 --run audit-2" in line
     assert not (archive / "runs").exists()  # nothing changed
+    assert f"{len(shard_rows(archive))} of 200 planned items" in invoke("runs", "--archive", str(archive)).stdout
     resume = invoke("run", "--resume", "audit-2", "--archive", str(archive))
     assert resume.exit_code == 2 and "not finalized yet" in one_error_line(resume.output)
     before, sent = len(shard_rows(archive)), len(srv.requests)

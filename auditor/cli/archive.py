@@ -267,8 +267,10 @@ def runs(archive: Path) -> None:
     auditor runs --archive /shared/audits
     """
     from auditor.archive.store import Archive, connect, outcome_counts, read_rows
+    from auditor.shards import pending
 
-    con = connect(Archive.existing(archive).root)
+    root = Archive.existing(archive).root
+    con = connect(root)
     rows = read_rows(
         con,
         "SELECT r.run_id, r.status, r.suite_id || ' ' || r.suite_version AS suite, "
@@ -276,8 +278,10 @@ def runs(archive: Path) -> None:
         f"{outcome_counts('g')}, r.started_at "
         "FROM runs r LEFT JOIN grades g USING (run_id) GROUP BY ALL ORDER BY r.run_id",
     )
-    if not rows:
+    if rows:
+        click.echo(format_rows(list(rows[0]), [tuple(r.values()) for r in rows], "table"), nl=False)
+    waiting = pending(root)
+    for line in waiting:
+        click.echo(printable(line))
+    if not rows and not waiting:
         click.echo(f"no runs in {shown(archive)}")
-        return
-    names = list(rows[0])
-    click.echo(format_rows(names, [tuple(r.values()) for r in rows], "table"), nl=False)
