@@ -270,8 +270,8 @@ def test_two_shard_processes_fill_one_run_then_finalize(tmp_path: Path, server: 
     assert done.stdout.strip().splitlines()[-1] == "audit-1"
     m = manifest(archive)
     assert m["status"] == "complete" and m["shards"] == 2 and m["run_id"] == "audit-1"
-    listed = invoke("runs", "--archive", str(archive)).stdout
-    assert "not finalized" not in listed and "audit-1" in listed and "complete" in listed
+    table = invoke("runs", "--archive", str(archive)).stdout
+    assert "not finalized" not in table and "audit-1" in table and "complete" in table
     rows = stored_rows(archive)
     assert len(rows) == 120 == len({r["item_id"] for r in rows}) == len(srv.requests)
     assert {r["run_id"] for r in rows} == {"audit-1"}
