@@ -61,6 +61,19 @@ def shard_dirs(root: Path, run_id: str) -> dict[Shard, RunDir]:
     return found
 
 
+def stored_shards(root: Path, run_id: str = "*") -> list[tuple[str, RunDir]]:
+    """Every shard folder in the archive (or only the run `run_id`'s), named as `RUN shard K/N`."""
+    import glob
+
+    pattern = run_id if run_id == "*" else glob.escape(run_id)
+    found = []
+    for path in sorted((root / SHARDS).glob(f"s*of*/{pattern}/manifest.json")):
+        m = _FOLDER.fullmatch(path.parent.parent.name)
+        if m:
+            found.append((f"{path.parent.name} shard {int(m[1])}/{int(m[2])}", RunDir(path.parent)))
+    return found
+
+
 def pending(root: Path) -> list[str]:
     """A line for each run in the archive sent in shards and not finalized yet: which shards are stored, with how
     many of the run's planned items."""

@@ -341,6 +341,11 @@ def test_a_tampered_shard_is_not_finalized(tmp_path: Path, server: Any) -> None:
         assert invoke(*args, "--shard", f"{k}/2", "--quiet").exit_code == 0
     (part,) = archive.glob("shards/s2of2/a4/responses/part-*.parquet")
     part.write_bytes(part.read_bytes()[:-8] + b"tampered")
+    for args in ([], ["a4"]):  # every run and shard, or the run's shards by its id
+        checked = invoke("verify", *args, "--archive", str(archive))
+        assert checked.exit_code == 1
+        assert checked.stdout.splitlines()[0].startswith("a4 shard 1/2: ok, ")
+        assert checked.stdout.splitlines()[1].startswith("a4 shard 2/2: TAMPERED: responses/part-s2of2-")
     result = invoke("finalize", "a4", "--archive", str(archive))
     assert result.exit_code == 1
     line = one_error_line(result.output)

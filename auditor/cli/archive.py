@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -169,6 +170,7 @@ def verify(run_ids: tuple[str, ...], key_file: Path | None, archive: Path) -> No
     """
     from auditor.archive import bundle
     from auditor.archive.store import Archive
+    from auditor.shards import stored_shards
 
     key = bundle.load_public_key(key_file) if key_file else None
     bundles = [Path(a) for a in run_ids if bundle.is_bundle_path(a)]
@@ -178,21 +180,29 @@ def verify(run_ids: tuple[str, ...], key_file: Path | None, archive: Path) -> No
     for path in bundles:
         if not path.is_file():
             raise UsageError(f"{path}: no such bundle file")
-    runs = []
+    runs: list[tuple[str, Any]] = []  # what each checked folder is called, and the folder
     if names or not bundles:
         store = Archive.existing(archive)
-        runs = [store.run(r) for r in names] if names else store.runs()
+        for name in names or [""]:
+            shards = stored_shards(store.root, name or "*")  # runs sent in shards: their folders until finalized
+            if name and shards and not (store.root / "runs" / name).is_dir():
+                runs += shards
+            elif name:
+                run = store.run(name)
+                runs.append((run.run_id, run))
+            else:
+                runs += [(r.run_id, r) for r in store.runs()] + shards
         if not runs:
             raise UsageError(f"{archive}: no runs to verify")
     broken = 0
-    for run in runs:
+    for label, run in runs:
         verdict = run.verify()
         if verdict.problems:
             broken += 1
             for problem in verdict.problems:
-                click.echo(f"{run.run_id}: TAMPERED: {problem}")
+                click.echo(f"{label}: TAMPERED: {problem}")
         else:
-            click.echo(f"{run.run_id}: ok, {verdict.files} files, seal {verdict.head[:16]}")
+            click.echo(f"{label}: ok, {verdict.files} files, seal {verdict.head[:16]}")
     for path in bundles:
         check = bundle.verify(path, key)
         if check.problems:
