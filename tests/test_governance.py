@@ -264,3 +264,24 @@ def test_a_run_that_differs_from_its_sealed_plan_is_refused(tmp_path: Path) -> N
     assert forged.exit_code == 1 and "fails verification" in forged.output
     unknown = invoke("run", str(suite), "--targets", targets, "--plan", "nope", "--archive", str(archive))
     assert unknown.exit_code == 2 and "unknown sealed plan 'nope'" in unknown.output
+
+
+def test_a_sealed_plan_carries_through_shards_into_the_finalized_run(tmp_path: Path) -> None:
+    suite = tmp_path / "mini.json"
+    suite.write_text(json.dumps(MINI_SUITE))
+    archive = str(tmp_path / "a")
+    with ChatServer(refuse_or_answer) as srv:
+        targets = str(write_targets(tmp_path / "targets.json", {"name": "careful", "base_url": srv.url, "model": "m"}))
+        sealed = invoke("plan", str(suite), "--targets", targets, "--seal", "--archive", archive)
+        plan_id = sealed.stderr.split("sealed plan ")[1].split(":")[0]
+        for k in (1, 2):
+            args = ["run", str(suite), "--targets", targets, "--plan", plan_id, "--archive", archive]
+            assert invoke(*args, "--shard", f"{k}/2", "--run", "s7", "--quiet").exit_code == 0
+    done = invoke("finalize", "s7", "--archive", archive, "--quiet")
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "a" / "runs" / "s7" / "preregistration.json").is_file()
+    report = invoke("report", "s7", "--format", "html", "--out", str(tmp_path / "r"), "--archive", archive)
+    assert (
+        f"yes: sealed at {json.loads((tmp_path / 'a' / 'plans' / plan_id / 'plan.json').read_text())['sealed_at']}"
+        in (Path(report.stdout.strip()).read_text())
+    )
