@@ -51,27 +51,27 @@ def shard_dir(root: Path, run_id: str, shard: Shard) -> RunDir:
     return RunDir(root / SHARDS / shard.tag / run_id)
 
 
-def shard_dirs(root: Path, run_id: str) -> dict[Shard, RunDir]:
-    """Every shard folder of the run in the archive, by shard."""
-    found = {}
-    for path in sorted((root / SHARDS).glob(f"s*of*/{run_id}/manifest.json")):
-        m = _FOLDER.fullmatch(path.parent.parent.name)
-        if m and 1 <= int(m[1]) <= int(m[2]):
-            found[Shard(int(m[1]) - 1, int(m[2]))] = RunDir(path.parent)
-    return found
-
-
-def stored_shards(root: Path, run_id: str = "*") -> list[tuple[str, RunDir]]:
-    """Every shard folder in the archive (or only the run `run_id`'s), named as `RUN shard K/N`."""
+def _stored(root: Path, run_id: str | None = None) -> list[tuple[str, Shard, RunDir]]:
+    """(run id, shard, folder) of every shard folder in the archive, or of the run `run_id`'s."""
     import glob
 
-    pattern = run_id if run_id == "*" else glob.escape(run_id)
+    pattern = "*" if run_id is None else glob.escape(run_id)
     found = []
     for path in sorted((root / SHARDS).glob(f"s*of*/{pattern}/manifest.json")):
         m = _FOLDER.fullmatch(path.parent.parent.name)
-        if m:
-            found.append((f"{path.parent.name} shard {int(m[1])}/{int(m[2])}", RunDir(path.parent)))
+        if m and 1 <= int(m[1]) <= int(m[2]):
+            found.append((path.parent.name, Shard(int(m[1]) - 1, int(m[2])), RunDir(path.parent)))
     return found
+
+
+def shard_dirs(root: Path, run_id: str) -> dict[Shard, RunDir]:
+    """Every shard folder of the run in the archive, by shard."""
+    return {shard: folder for _, shard, folder in _stored(root, run_id)}
+
+
+def stored_shards(root: Path, run_id: str | None = None) -> list[tuple[str, RunDir]]:
+    """Every shard folder in the archive (or only the run `run_id`'s), named as `RUN shard K/N`."""
+    return [(f"{run} shard {shard}", folder) for run, shard, folder in _stored(root, run_id)]
 
 
 def pending(root: Path) -> list[str]:
@@ -80,9 +80,9 @@ def pending(root: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     runs: dict[str, dict[Shard, RunDir]] = {}
-    for path in (root / SHARDS).glob("s*of*/*/manifest.json"):
-        if not (root / "runs" / path.parent.name).is_dir():
-            runs.setdefault(path.parent.name, {}).update(shard_dirs(root, path.parent.name))
+    for run_id, shard, folder in _stored(root):
+        if not (root / "runs" / run_id).is_dir():
+            runs.setdefault(run_id, {})[shard] = folder
     lines = []
     for run_id, found in sorted(runs.items()):
         stored = sum(pq.ParquetFile(p).metadata.num_rows for d in found.values() for p in d.response_parts())
@@ -115,7 +115,7 @@ def join_run(
     root = Archive(options.archive).root
     _refuse_finalized(root, run_id)
     for other, folder in shard_dirs(root, run_id).items():
-        _check_joinable(folder, suite_path, targets, shard.count, other)
+        _check_joinable(folder, suite_path, targets, (shard.count, options.seed), other)
     run = shard_dir(root, run_id, shard)
     if not run.manifest_path.is_file():
         staging = root / ".staging" / secrets.token_hex(8)
@@ -135,14 +135,20 @@ def _tidy(staging: Path) -> None:
         staging.parent.rmdir()  # when nothing else is staged
 
 
-def _check_joinable(folder: RunDir, suite_path: Path, targets: list[Target], count: int, shard: Shard) -> None:
+def _check_joinable(
+    folder: RunDir, suite_path: Path, targets: list[Target], split: tuple[int, int], shard: Shard
+) -> None:
+    """Refuse to add a shard split (number of shards, seed) unlike the stored shard `shard` of the same run."""
     m = folder.manifest()
     run_id = m.run_id
+    count, seed = split
     if m.shards != count:
         raise UsageError(
             f"run {run_id} is split in {m.shards} shards (shard {shard} is stored), not {count}: "
             f"give --shard K/{m.shards}"
         )
+    if m.seed != seed:
+        raise UsageError(f"run {run_id} is sent with --seed {m.seed} (shard {shard} is stored), not {seed}")
     suite = load_suite(suite_path)
     if suite.sha256 != m.suite.sha256:
         raise UsageError(

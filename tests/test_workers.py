@@ -326,8 +326,9 @@ def test_a_shard_of_another_suite_or_split_is_refused(tmp_path: Path, server: An
     for suite, spec, says in (
         (other, "2/2", "exists with another suite"),
         (suite_of(tmp_path, 10), "1/3", "is split in 2 shards (shard 1/2 is stored), not 3"),
+        (suite_of(tmp_path, 10), "2/2 --seed 7", "is sent with --seed 0 (shard 1/2 is stored), not 7"),
     ):
-        result = invoke("run", str(suite), *common, "--shard", spec)
+        result = invoke("run", str(suite), *common, "--shard", *spec.split())
         assert result.exit_code == 2 and says in one_error_line(result.output)
     attacker = invoke("run", str(other), *common, "--shard", "2/2", "--attacker", "t")
     assert attacker.exit_code == 2

@@ -184,7 +184,7 @@ def verify(run_ids: tuple[str, ...], key_file: Path | None, archive: Path) -> No
     if names or not bundles:
         store = Archive.existing(archive)
         for name in names or [""]:
-            shards = stored_shards(store.root, name or "*")  # runs sent in shards: their folders until finalized
+            shards = stored_shards(store.root, name or None)  # runs sent in shards: their folders until finalized
             if name and shards and not (store.root / "runs" / name).is_dir():
                 runs += shards
             elif name:
