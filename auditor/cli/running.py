@@ -82,7 +82,8 @@ def _finish_run(archive: Path, run: Any, as_json: bool, quiet: bool, stored: int
     is_flag=False,
     flag_value="",
     metavar="[ADDRESS]",
-    help="Send the shards as Ray tasks on the cluster at ADDRESS (default: a local Ray instance); extra 'ray'.",
+    help="Send the shards as Ray tasks on the cluster at ADDRESS (default: a local Ray instance); with an s3:// "
+    "archive each task writes its shard through the bucket, from any node. Extra 'ray'.",
 )
 @click.option("--shard", "shard_spec", metavar="K/N", help="Send only shard K of N of the run given with --run.")
 @click.option(
@@ -128,7 +129,7 @@ def run(
     auditor run --resume latest
     auditor run big-suite.json --targets targets.json --concurrency 256 --workers 2
     auditor run big-suite.json --targets targets.json --shard 1/2 --run audit-7 --archive s3://audits/team
-    auditor run big-suite.json --targets targets.json --ray ray://head:10001
+    auditor run big-suite.json --targets targets.json --ray ray://head:10001 --archive s3://audits/team
     """
     from auditor import pipeline
     from auditor.archive.store import Archive
@@ -203,7 +204,10 @@ def _run_on_ray(
     if options.attacker is not None:
         raise UsageError("adaptive attacks (--attacker) run in one process, not as Ray tasks: run without --ray")
     progress = Progress(quiet)
-    warn = lambda m: click.echo(f"warning: {printable(m)}", err=True)  # noqa: E731
+
+    def warn(message: str) -> None:
+        click.echo(f"warning: {printable(message)}", err=True)
+
     try:
         run_dir = shards.send_on_ray(
             url, archive, suite, targets, options, shards.RayOptions(address, count, max_cost, progress, warn)
