@@ -611,3 +611,16 @@ def test_ray_tasks_send_their_shards_through_the_bucket(
     assert len(after) == 60 == len({r["item_id"] for r in after})
     assert len(rows(bucket.url, "SELECT * FROM grades")) == 60  # graded as any run
     assert invoke("verify", run_id, "--archive", bucket.url).exit_code == 0
+
+
+def test_a_run_left_half_built_is_never_uploaded(tmp_path: Path, bucket: Bucket, server: Any) -> None:
+    from auditor.archive.objects import cache_folder
+
+    run_mini(tmp_path, server().url, bucket.url)
+    left = cache_folder(bucket.url) / "archive" / ".staging" / "0a1b" / "r1"  # a finalize killed while building
+    (left / "responses").mkdir(parents=True)
+    (left / "ledger.jsonl").write_text("{}\n")
+    (left / "responses" / "part-s1of2-000000.parquet").write_bytes(b"half")
+    assert invoke("runs", "--archive", bucket.url).exit_code == 0
+    keys = bucket.keys()
+    assert keys and not [k for k in keys if ".staging" in k]

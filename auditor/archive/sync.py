@@ -32,6 +32,7 @@ from auditor.archive.objects import (
 from auditor.errors import ArchiveError
 
 INTERVAL_S = 2.0
+STAGING = ".staging/"  # runs and shard folders being built, moved into place when whole: never uploaded as they are
 
 
 class WorkingCopy:
@@ -213,7 +214,8 @@ class WorkingCopy:
                 if final
                 else [*self.path.glob(f"*/*/{ledger.LEDGER}"), *self.path.glob(f"shards/*/*/{ledger.LEDGER}")]
             )
-            folders = sorted(parent_of(p.relative_to(self.path).as_posix()) for p in found)
+            found_rel = (p.relative_to(self.path).as_posix() for p in found)
+            folders = sorted(parent_of(rel) for rel in found_rel if not rel.startswith(STAGING))
             for folder in folders:
                 stat = stat_of(self.path / folder / ledger.LEDGER)
                 if not final and self.pushed.get(folder, ()) == stat:
@@ -384,7 +386,7 @@ class WorkingCopy:
         small = {}
         for p in sorted(self.path.rglob("*")):
             rel = p.relative_to(self.path).as_posix()
-            if not p.is_file() or rel.endswith(".tmp") or folder_of(rel, folders):
+            if not p.is_file() or rel.endswith(".tmp") or rel.startswith(STAGING) or folder_of(rel, folders):
                 continue
             got = read_file(p, None)
             if got is None:
