@@ -28,7 +28,7 @@ from typing import Any
 
 from auditor import pipeline
 from auditor.archive import cache, compact
-from auditor.archive.manifest import Manifest
+from auditor.archive.manifest import SHARDED, Manifest
 from auditor.archive.store import Archive, ResponseWriter, RunDir
 from auditor.clock import new_id, now
 from auditor.errors import ArchiveError, AuditorError, UsageError
@@ -95,12 +95,19 @@ def pending(root: Path) -> list[str]:
     return lines
 
 
-def _refuse_finalized(root: Path, run_id: str) -> None:
+def _refuse_finalized(root: Path, run_id: str, doing: str = "nothing is added to it by --shard") -> None:
+    """Refuse to add to (or finalize again) a run the archive holds as a run already."""
     run = RunDir(root / "runs" / run_id)
-    if run.manifest_path.is_file():
-        m = run.manifest()
-        done = "already finalized" if m.shards else "a run not sent in shards"
-        raise UsageError(f"run {run_id} is {done} (status {m.status}): nothing is added to it by --shard")
+    if not run.manifest_path.is_file():
+        return
+    m = run.manifest()
+    if m.status == SHARDED:  # an earlier version's shards, written into the run's own folder
+        raise UsageError(
+            f"run {run_id} was sent in shards into one folder by an earlier auditor version: "
+            f"auditor run --resume {run_id} completes it"
+        )
+    done = "already finalized" if m.shards else "a run not sent in shards"
+    raise UsageError(f"run {run_id} is {done} (status {m.status}): {doing}")
 
 
 def join_run(
@@ -218,11 +225,7 @@ def finalize(root: Path, run_id: str) -> RunDir:
     it complete. Refuses (changing nothing) when shards disagree or fail verification, or items are missing (naming
     the shards to run again) or stored twice."""
     run = RunDir(root / "runs" / run_id)
-    if run.manifest_path.is_file():
-        m = run.manifest()
-        if m.shards:
-            raise UsageError(f"run {run_id} is already finalized (status {m.status}); nothing changed")
-        raise UsageError(f"run {run_id} was not sent in shards (status {m.status}): there is nothing to finalize")
+    _refuse_finalized(root, run_id, "nothing changed")
     found = shard_dirs(root, run_id)
     if not found:
         raise UsageError(

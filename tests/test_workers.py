@@ -424,3 +424,21 @@ def test_ledger_appends_from_several_processes_keep_one_chain(tmp_path: Path) ->
     assert [p.wait(60) for p in procs] == [0] * 4
     check = ledger.verify(tmp_path, None, finished=False)
     assert check.problems == () and check.files == 160
+
+
+def test_finalize_of_a_run_not_sent_in_shards_or_sharded_by_an_earlier_version(tmp_path: Path, server: Any) -> None:
+    from auditor.archive.store import Archive
+
+    srv = server(Hello())
+    targets, archive = setup(tmp_path, srv.url)
+    args = ["run", str(suite_of(tmp_path, 10)), "--targets", str(targets), "--archive", str(archive), "--quiet"]
+    run_id = invoke(*args).stdout.strip().splitlines()[-1]
+    plain = invoke("finalize", run_id, "--archive", str(archive))
+    assert plain.exit_code == 2 and "is a run not sent in shards (status complete): nothing changed" in plain.output
+    run = Archive(archive).run(run_id)  # as the earlier layout left one: shards written into the run's own folder
+    run.write_manifest(run.manifest().but(status="sharded", shards=2))
+    old = invoke("finalize", run_id, "--archive", str(archive))
+    assert old.exit_code == 2 and f"auditor run --resume {run_id} completes it" in one_error_line(old.output)
+    resumed = invoke("run", "--resume", run_id, "--archive", str(archive), "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    assert manifest(archive)["status"] == "complete" and len(srv.requests) == 10
