@@ -287,13 +287,14 @@ def _execute(
 @click.option("--quiet", is_flag=True, help="Print only the run id.")
 @ARCHIVE
 def finalize(run_id: str, as_json: bool, quiet: bool, archive: Path) -> None:
-    """Finish a run sent in shards (auditor run --shard K/N --run RUN): check that every planned item is stored
-    exactly once (else name the shards with items missing, or the items stored twice, and change nothing), compact
-    its parts, seal it complete, grade it and print the run id.
+    """Finish a run sent in shards (auditor run --shard K/N --run RUN, or --ray with an s3:// archive): check that
+    the shards agree and verify, and that every planned item is stored exactly once among them (else name the
+    shards with items missing, or the items stored twice, and change nothing); then build the run from the shards'
+    folders, compact it, seal it complete, grade it and print the run id.
 
     \b
     auditor finalize audit-7
-    auditor finalize audit-7 --archive /shared/audits --json
+    auditor finalize audit-7 --archive s3://audits/team --json
     """
     from auditor import shards
     from auditor.archive.store import Archive
