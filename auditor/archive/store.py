@@ -8,6 +8,8 @@ Layout (format version 1):
     ARCHIVE/runs/RUN_ID/judgements/part-N.parquet  judge model calls, same columns as responses
     ARCHIVE/runs/RUN_ID/adaptive/part-N.parquet    attacker, target and scorer calls of adaptive attacks
     ARCHIVE/runs/RUN_ID/grades.parquet        grades, replaced whole on every re-grade
+    ARCHIVE/shards/sKofN/RUN_ID/              shard K of N of a run sent in shards: a run folder of its own
+                                              until `auditor finalize` builds runs/RUN_ID (auditor.shards)
 """
 
 from __future__ import annotations
