@@ -384,9 +384,11 @@ class RayOptions:
 def ray_shard_main(job: RayShard, k: int, queue: Any) -> None:
     """Task `k`: send shard `job.shard` into its folder in a working copy of the bucket, reporting through
     `queue` as worker processes report to their launcher."""
-    report(
-        lambda: _send_ray_shard(job, lambda message: queue.put((k, message))), lambda m: queue.put((k, m)), job.shard
-    )
+
+    def post(message: tuple[Any, ...]) -> None:
+        queue.put((k, message))
+
+    report(lambda: _send_ray_shard(job, post), post, job.shard)
 
 
 def _send_ray_shard(job: RayShard, post: Any) -> dict[str, Any]:
