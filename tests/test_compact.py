@@ -89,16 +89,23 @@ def test_compaction_keeps_every_row_and_the_seal_accounts_for_it(tmp_path: Path,
     assert "responses/part-c0000.parquet changed after it was recorded" in store.verify().problems
 
 
+def pending_compaction(run: Path, parts: list[Path]) -> None:
+    """The first compacted file of the run's responses, holding the rows of `parts`, written under its pending name
+    and recorded in the ledger, as compaction leaves it before it moves anything."""
+    pending = run / "responses" / "compact-0000.parquet"
+    pq.write_table(pa.concat_tables([pq.read_table(p) for p in parts]), pending)
+    ledger.record(run, pending)
+
+
 def test_a_crash_after_writing_the_compacted_file_is_rolled_forward(
     tmp_path: Path, mini_suite: Path, server: Any
 ) -> None:
     run = graded_run(tmp_path, mini_suite, server().url)
     rows = split_into_parts(run, 3)
     folder = run / "responses"
-    table = pa.concat_tables([pq.read_table(p) for p in sorted(folder.glob("part-*.parquet"))])
-    pending = folder / "compact-0000.parquet"
-    pq.write_table(table, pending)
-    ledger.record(run, pending)  # the crash came here: old parts and the sealed compacted file side by side
+    pending_compaction(
+        run, sorted(folder.glob("part-*.parquet"))
+    )  # the crash came here: old parts and the sealed compacted file side by side
     con = connect(run.parents[1])  # reading the archive finishes the compaction first: no row is read twice
     assert con.execute("SELECT count(*) FROM responses").fetchone() == (len(rows),)
     assert [p.name for p in folder.iterdir()] == ["part-c0000.parquet"]
@@ -112,10 +119,7 @@ def test_a_crash_while_removing_the_old_parts_is_rolled_forward(tmp_path: Path, 
     rows = split_into_parts(run, 3)
     folder = run / "responses"
     parts = sorted(folder.glob("part-*.parquet"))
-    table = pa.concat_tables([pq.read_table(p) for p in parts])
-    pending = folder / "compact-0000.parquet"
-    pq.write_table(table, pending)
-    ledger.record(run, pending)
+    pending_compaction(run, parts)
     ledger.remove(run, parts[0])
     parts[0].unlink()  # the crash came after the first old part was removed: its rows live on only in the new file
     assert compact.finish(run)
@@ -130,10 +134,7 @@ def test_a_crash_while_writing_the_compacted_files_is_undone(tmp_path: Path, min
     run = graded_run(tmp_path, mini_suite, server().url)
     rows = split_into_parts(run, 3)
     folder = run / "responses"
-    first = pq.read_table(sorted(folder.glob("part-*.parquet"))[0])
-    pending = folder / "compact-0000.parquet"
-    pq.write_table(first, pending)  # only some of the rows: the crash came before the next file
-    ledger.record(run, pending)
+    pending_compaction(run, sorted(folder.glob("part-*.parquet"))[:1])  # some rows: the crash came before the next file
     assert compact.finish(run)
     assert sorted(p.name for p in folder.iterdir()) == ["part-000000.parquet", "part-000001.parquet",
                                                         "part-000002.parquet"]  # fmt: skip

@@ -218,15 +218,21 @@ def test_signoff_bad_input(audited: Path, tmp_path: Path) -> None:
     assert not list(archive.glob("runs/*/acts"))
 
 
-def test_a_sealed_plan_is_recorded_by_the_run_and_stated_in_the_report(tmp_path: Path) -> None:
+def seal_mini_plan(tmp_path: Path, url: str, name: str = "careful") -> tuple[Path, str, str]:
+    """The mini suite, a targets file naming one target at `url`, and a plan sealed for them in the archive
+    tmp_path/a: (suite, targets file, plan id)."""
     suite = tmp_path / "mini.json"
     suite.write_text(json.dumps(MINI_SUITE))
+    targets = str(write_targets(tmp_path / "targets.json", {"name": name, "base_url": url, "model": "m"}))
+    sealed = invoke("plan", str(suite), "--targets", targets, "--seal", "--archive", str(tmp_path / "a"))
+    assert sealed.exit_code == 0, sealed.output
+    return suite, targets, sealed.stderr.split("sealed plan ")[1].split(":")[0]
+
+
+def test_a_sealed_plan_is_recorded_by_the_run_and_stated_in_the_report(tmp_path: Path) -> None:
     archive = str(tmp_path / "a")
     with ChatServer(refuse_or_answer) as srv:
-        targets = str(write_targets(tmp_path / "targets.json", {"name": "careful", "base_url": srv.url, "model": "m"}))
-        sealed = invoke("plan", str(suite), "--targets", targets, "--seal", "--archive", archive)
-        assert sealed.exit_code == 0, sealed.output
-        plan_id = sealed.stderr.split("sealed plan ")[1].split(":")[0]
+        suite, targets, plan_id = seal_mini_plan(tmp_path, srv.url)
         plan = json.loads((tmp_path / "a" / "plans" / plan_id / "plan.json").read_text())
         assert len(plan["item_ids"]) == 7 and plan["suite"]["sha256"]
         assert plan["policies"][0]["rules"][0]["min_pass_rate"] == 0.5
@@ -244,12 +250,8 @@ def test_a_sealed_plan_is_recorded_by_the_run_and_stated_in_the_report(tmp_path:
 
 
 def test_a_run_that_differs_from_its_sealed_plan_is_refused(tmp_path: Path) -> None:
-    suite = tmp_path / "mini.json"
-    suite.write_text(json.dumps(MINI_SUITE))
     archive = tmp_path / "a"
-    targets = str(write_targets(tmp_path / "t.json", {"name": "x", "base_url": "http://127.0.0.1:9/v1", "model": "m"}))
-    sealed = invoke("plan", str(suite), "--targets", targets, "--seal", "--archive", str(archive))
-    plan_id = sealed.stderr.split("sealed plan ")[1].split(":")[0]
+    suite, targets, plan_id = seal_mini_plan(tmp_path, "http://127.0.0.1:9/v1", "x")
     looser = json.loads(json.dumps(MINI_SUITE))
     looser["policies"][0]["rules"][0]["min_pass_rate"] = 0.2
     suite.write_text(json.dumps(looser))
@@ -267,13 +269,9 @@ def test_a_run_that_differs_from_its_sealed_plan_is_refused(tmp_path: Path) -> N
 
 
 def test_a_sealed_plan_carries_through_shards_into_the_finalized_run(tmp_path: Path) -> None:
-    suite = tmp_path / "mini.json"
-    suite.write_text(json.dumps(MINI_SUITE))
     archive = str(tmp_path / "a")
     with ChatServer(refuse_or_answer) as srv:
-        targets = str(write_targets(tmp_path / "targets.json", {"name": "careful", "base_url": srv.url, "model": "m"}))
-        sealed = invoke("plan", str(suite), "--targets", targets, "--seal", "--archive", archive)
-        plan_id = sealed.stderr.split("sealed plan ")[1].split(":")[0]
+        suite, targets, plan_id = seal_mini_plan(tmp_path, srv.url)
         for k in (1, 2):
             args = ["run", str(suite), "--targets", targets, "--plan", plan_id, "--archive", archive]
             assert invoke(*args, "--shard", f"{k}/2", "--run", "s7", "--quiet").exit_code == 0

@@ -163,7 +163,9 @@ def test_workers_share_the_cost_cap(tmp_path: Path, server: Any) -> None:
     assert manifest(archive)["spent_usd"] <= 0.6  # the cap holds across resumes too
 
 
-def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes(tmp_path: Path, server: Any) -> None:
+def two_workers_storing(tmp_path: Path, server: Any) -> tuple[Hello, Any, Path, subprocess.Popen[str]]:
+    """`auditor run --workers 2` on 300 slow items, once both workers run and a part is stored:
+    (the endpoint's responder, its server, the archive, the launcher process)."""
     hello = Hello(0.2)
     srv = server(hello)
     targets, archive = setup(tmp_path, srv.url)
@@ -171,6 +173,11 @@ def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes(tmp_path: Pa
     proc = start_cli(*args, "--workers", "2")
     wait_for(lambda: len(grandchildren(proc.pid)) == 2)
     wait_for_parts(archive, 1)
+    return hello, srv, archive, proc
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes(tmp_path: Path, server: Any) -> None:
+    hello, srv, archive, proc = two_workers_storing(tmp_path, server)
     os.kill(grandchildren(proc.pid)[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
@@ -190,14 +197,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_resume_completes(tmp_path: Pa
 
 
 def test_the_launcher_killed_takes_its_workers_along_and_resume_completes(tmp_path: Path, server: Any) -> None:
-    hello = Hello(0.2)
-    srv = server(hello)
-    targets, archive = setup(tmp_path, srv.url)
-    args = ["run", str(suite_of(tmp_path, 300)), "--targets", str(targets), "--archive", str(archive), "--quiet"]
-    proc = start_cli(*args, "--workers", "2")
-    wait_for(lambda: len(grandchildren(proc.pid)) == 2)
+    hello, srv, archive, proc = two_workers_storing(tmp_path, server)
     workers = grandchildren(proc.pid)
-    wait_for_parts(archive, 1)
     proc.kill()
     proc.wait()
     wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), timeout=10)  # no orphan writes on
