@@ -637,3 +637,18 @@ def test_a_run_left_half_built_is_never_uploaded(tmp_path: Path, bucket: Bucket,
     assert invoke("runs", "--archive", bucket.url).exit_code == 0
     keys = bucket.keys()
     assert keys and not [k for k in keys if ".staging" in k]
+
+
+def test_ray_through_the_bucket_refuses_an_attacker_and_names_a_missing_extra(
+    tmp_path: Path, bucket: Bucket, server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = server().url
+    suite, _ = mini(tmp_path, url)
+    pair = [{"name": name, "base_url": url, "model": "m"} for name in ("t", "a")]
+    targets = write_targets(tmp_path / "two.json", *pair)
+    args = ["run", str(suite), "--targets", str(targets), "--target", "t", "--archive", bucket.url, "--ray"]
+    attacker = invoke(*args, "--attacker", "a")
+    assert "not as Ray tasks: run without --ray" in one_error(attacker, 2)
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    assert "pip install 'auditor[ray]'" in one_error(invoke(*args), 1)
+    assert not [k for k in bucket.keys() if "/runs/" in k or "/shards/" in k]  # nothing was stored
